@@ -1,0 +1,76 @@
+//! Blobs: stored once globally by digest, readable by a repository only
+//! through a link (pushed or mounted into it).
+
+use bytes::Bytes;
+
+use super::{Error, Registry, Result};
+use crate::digest::Digest;
+use crate::store::{layout, ByteRange, ByteStream};
+
+impl Registry {
+    pub(crate) async fn link_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let key = layout::blob_link(repo, digest);
+        if self.store.stat(&key).await?.is_none() {
+            self.store.put(&key, Bytes::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Size of a blob `repo` may read.
+    pub async fn stat_blob(&self, repo: &str, digest: &Digest) -> Result<u64> {
+        self.check_repo(repo)?;
+        if self
+            .store
+            .stat(&layout::blob_link(repo, digest))
+            .await?
+            .is_none()
+        {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        match self.store.stat(&layout::blob(digest)).await? {
+            Some(m) => Ok(m.size),
+            None => Err(Error::BlobUnknown(digest.clone())),
+        }
+    }
+
+    /// Stream a blob (or part of it); call [`Registry::stat_blob`] first.
+    pub async fn open_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream> {
+        Ok(self.store.get(&layout::blob(digest), range).await?)
+    }
+
+    /// The storage key of a blob, for backends that can hand out direct URLs.
+    pub fn blob_key(&self, digest: &Digest) -> String {
+        layout::blob(digest)
+    }
+
+    /// Unlink a blob from `repo`. The bytes stay for other repositories.
+    pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        self.stat_blob(repo, digest).await?;
+        self.store.delete(&layout::blob_link(repo, digest)).await?;
+        Ok(())
+    }
+
+    /// Make a blob readable in `repo` without uploading it again. With `from`,
+    /// the blob must be readable there; without, it must exist anywhere.
+    /// Returns false when there is nothing to mount.
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> Result<bool> {
+        self.check_repo(repo)?;
+        let source_ok = match from {
+            Some(from) if super::names::valid_repo(from) => {
+                self.stat_blob(from, digest).await.is_ok()
+            }
+            Some(_) => false,
+            None => self.store.stat(&layout::blob(digest)).await?.is_some(),
+        };
+        if !source_ok {
+            return Ok(false);
+        }
+        self.link_blob(repo, digest).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,142 @@
+//! The OCI registry core over a [`Backend`]: blobs, upload sessions,
+//! manifests, tags, referrers and the catalog. Knows nothing of HTTP.
+
+mod blobs;
+mod error;
+mod manifests;
+pub mod names;
+mod uploads;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use error::{BodyTooLarge, Error, Result};
+pub use manifests::{media, ManifestInfo, PutManifest, Referrer};
+pub use names::Reference;
+pub use uploads::Upload;
+
+use crate::store::{layout, Backend, StoreError};
+
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Backend>,
+    max_manifest_size: usize,
+}
+
+/// One page of a sorted listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    /// Set when more items follow; the next page starts after this one.
+    pub next_last: Option<String>,
+}
+
+/// Paginate sorted, deduplicated `items` with the OCI `n` / `last` rules.
+pub fn paginate(mut items: Vec<String>, n: Option<usize>, last: Option<&str>) -> Page {
+    items.sort();
+    items.dedup();
+    if let Some(last) = last {
+        items.retain(|t| t.as_str() > last);
+    }
+    match n {
+        Some(n) if n < items.len() => {
+            items.truncate(n);
+            let next_last = if n == 0 { None } else { items.last().cloned() };
+            Page { items, next_last }
+        }
+        _ => Page {
+            items,
+            next_last: None,
+        },
+    }
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Backend>, max_manifest_size: usize) -> Self {
+        Registry {
+            store,
+            max_manifest_size,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Backend> {
+        &self.store
+    }
+
+    pub fn max_manifest_size(&self) -> usize {
+        self.max_manifest_size
+    }
+
+    pub fn check_repo(&self, repo: &str) -> Result<()> {
+        if names::valid_repo(repo) {
+            Ok(())
+        } else {
+            Err(Error::NameInvalid(repo.to_string()))
+        }
+    }
+
+    /// Whether anything was ever pushed to `repo`.
+    pub async fn repo_exists(&self, repo: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .stat(&layout::catalog_marker(repo))
+            .await?
+            .is_some())
+    }
+
+    async fn mark_repo(&self, repo: &str) -> Result<()> {
+        let key = layout::catalog_marker(repo);
+        if self.store.stat(&key).await?.is_none() {
+            self.store.put(&key, Bytes::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Repository names, sorted, paginated.
+    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
+        let keys = self.store.list(layout::CATALOG).await?;
+        let repos = keys
+            .iter()
+            .filter_map(|k| layout::catalog_repo(k))
+            .map(str::to_string)
+            .collect();
+        Ok(paginate(repos, n, last))
+    }
+
+    async fn read_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.store.read(key).await {
+            Ok((bytes, _)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Store(StoreError::Io(std::io::Error::other(format!(
+                    "corrupt record {key}: {e}"
+                ))))
+            }),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).expect("records serialize");
+        self.store.put(key, Bytes::from(bytes)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paginate;
+
+    #[test]
+    fn pagination() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let p = paginate(v(&["c", "a", "b"]), Some(2), None);
+        assert_eq!(p.items, v(&["a", "b"]));
+        assert_eq!(p.next_last.as_deref(), Some("b"));
+        let p = paginate(v(&["c", "a", "b"]), Some(2), Some("b"));
+        assert_eq!((p.items, p.next_last), (v(&["c"]), None));
+        let p = paginate(v(&["a"]), Some(0), None);
+        assert!(p.items.is_empty() && p.next_last.is_none());
+    }
+}

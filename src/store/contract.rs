@@ -1,0 +1,188 @@
+//! The behaviour every backend must have. Run against the filesystem backend
+//! in unit tests and against a real S3-compatible server in integration tests.
+
+use bytes::Bytes;
+use futures_util::{stream, TryStreamExt};
+
+use super::{Backend, ByteRange, ByteStream, Condition, StoreError};
+
+fn body(parts: &[&'static [u8]]) -> ByteStream {
+    let items: Vec<std::io::Result<Bytes>> =
+        parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+    Box::pin(stream::iter(items))
+}
+
+fn failing_body(first: &'static [u8]) -> ByteStream {
+    let items = vec![
+        Ok(Bytes::from_static(first)),
+        Err(std::io::Error::other("client went away")),
+    ];
+    Box::pin(stream::iter(items))
+}
+
+async fn collect(s: ByteStream) -> Vec<u8> {
+    s.try_fold(Vec::new(), |mut acc, b| async move {
+        acc.extend_from_slice(&b);
+        Ok(acc)
+    })
+    .await
+    .unwrap()
+}
+
+/// Run every check; `ns` keeps runs apart when a store is shared.
+pub async fn run(b: &dyn Backend, ns: &str) {
+    let k = |s: &str| format!("{ns}/{s}");
+
+    // put / read / stat / get with ranges
+    assert!(b.stat(&k("a/missing")).await.unwrap().is_none());
+    assert!(matches!(
+        b.read(&k("a/missing")).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        b.get(&k("a/missing"), None).await,
+        Err(StoreError::NotFound)
+    ));
+    let m = b
+        .put(&k("a/one"), Bytes::from_static(b"hello world"))
+        .await
+        .unwrap();
+    assert_eq!(m.size, 11);
+    let (data, meta) = b.read(&k("a/one")).await.unwrap();
+    assert_eq!(&data[..], b"hello world");
+    assert_eq!(meta.etag, m.etag);
+    assert_eq!(b.stat(&k("a/one")).await.unwrap().unwrap().size, 11);
+    let part = collect(
+        b.get(&k("a/one"), Some(ByteRange { start: 6, end: 10 }))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(part, b"world");
+    assert_eq!(
+        collect(b.get(&k("a/one"), None).await.unwrap()).await,
+        b"hello world"
+    );
+
+    // conditional writes
+    let c = k("a/cond");
+    let first = b
+        .put_if(&c, Bytes::from_static(b"1"), Condition::Absent)
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.put_if(&c, Bytes::from_static(b"x"), Condition::Absent)
+            .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    let second = b
+        .put_if(
+            &c,
+            Bytes::from_static(b"2"),
+            Condition::Matches(first.etag.clone()),
+        )
+        .await
+        .unwrap();
+    assert_ne!(first.etag, second.etag);
+    assert!(matches!(
+        b.put_if(
+            &c,
+            Bytes::from_static(b"3"),
+            Condition::Matches(first.etag.clone())
+        )
+        .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_eq!(&b.read(&c).await.unwrap().0[..], b"2");
+
+    // list and delete
+    b.put(&k("a/sub/two"), Bytes::from_static(b"2"))
+        .await
+        .unwrap();
+    let mut keys = b.list(&k("a/")).await.unwrap();
+    keys.sort();
+    assert_eq!(keys, vec![k("a/cond"), k("a/one"), k("a/sub/two")]);
+    b.delete(&k("a/sub/two")).await.unwrap();
+    b.delete(&k("a/sub/two")).await.unwrap();
+    assert!(b.stat(&k("a/sub/two")).await.unwrap().is_none());
+    assert!(b.list(&k("nothing/")).await.unwrap().is_empty());
+
+    // staging: appends, a failed append, offsets, commit
+    let s = k("stage/1");
+    assert_eq!(
+        b.stage_append(&s, 0, body(&[b"abc", b"def"]))
+            .await
+            .unwrap(),
+        6
+    );
+    assert!(matches!(
+        b.stage_append(&s, 6, failing_body(b"zzz")).await,
+        Err(StoreError::Body(_))
+    ));
+    assert!(matches!(
+        b.stage_append(&s, 9, body(&[b"x"])).await,
+        Err(StoreError::OffsetMismatch { .. })
+    ));
+    assert_eq!(b.stage_append(&s, 6, body(&[b"ghi"])).await.unwrap(), 9);
+    assert_eq!(collect(b.stage_read(&s).await.unwrap()).await, b"abcdefghi");
+    assert!(b.stat(&k("final/1")).await.unwrap().is_none());
+    b.stage_commit(&s, &k("final/1")).await.unwrap();
+    assert_eq!(&b.read(&k("final/1")).await.unwrap().0[..], b"abcdefghi");
+
+    // an empty staged object commits as an empty object
+    b.stage_commit(&k("stage/empty"), &k("final/empty"))
+        .await
+        .unwrap();
+    assert_eq!(b.stat(&k("final/empty")).await.unwrap().unwrap().size, 0);
+
+    // abort leaves nothing; put_stream is all or nothing
+    b.stage_append(&k("stage/2"), 0, body(&[b"junk"]))
+        .await
+        .unwrap();
+    b.stage_abort(&k("stage/2")).await.unwrap();
+    assert!(b
+        .put_stream(&k("stage/3"), &k("final/3"), failing_body(b"half"))
+        .await
+        .is_err());
+    assert!(b.stat(&k("final/3")).await.unwrap().is_none());
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let big_body: ByteStream = Box::pin(stream::iter(
+        big.chunks(65_536)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    ));
+    assert_eq!(
+        b.put_stream(&k("stage/4"), &k("final/4"), big_body)
+            .await
+            .unwrap(),
+        big.len() as u64
+    );
+    let back = b
+        .get(&k("final/4"), None)
+        .await
+        .unwrap()
+        .map_ok(|c| c.len())
+        .try_collect::<Vec<_>>()
+        .await;
+    assert_eq!(back.unwrap().iter().sum::<usize>(), big.len());
+    assert_eq!(
+        collect(b.get(&k("final/4"), None).await.unwrap()).await,
+        big
+    );
+
+    b.check().await.unwrap();
+    for key in b.list(&format!("{ns}/")).await.unwrap() {
+        b.delete(&key).await.unwrap();
+    }
+    assert!(b.list(&format!("{ns}/")).await.unwrap().is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn filesystem_backend_honours_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = super::super::fs::FsBackend::open(dir.path()).await.unwrap();
+        super::run(&fs, "contract").await;
+    }
+}

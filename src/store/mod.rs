@@ -1,0 +1,122 @@
+//! The object store under everything: a small, HTTP-free key/value interface
+//! with streaming bodies. Backends know nothing of OCI or APPR; keys come from
+//! [`layout`] only.
+
+pub mod contract;
+pub mod fs;
+pub mod layout;
+
+use std::io;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// A body of bytes that arrives or leaves piece by piece.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object not found")]
+    NotFound,
+    /// A conditional write lost: the object changed (or appeared) meanwhile.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// The staged object is not at the offset the caller expected.
+    #[error("staged object is {actual} bytes, not {expected}")]
+    OffsetMismatch { expected: u64, actual: u64 },
+    /// The body stream failed (client went away, size limit, ...).
+    #[error("body: {0}")]
+    Body(io::Error),
+    /// The backing store could not be reached or refused the operation.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage i/o: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What `stat` tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    /// An opaque version tag for conditional writes.
+    pub etag: String,
+}
+
+/// An inclusive byte range `start..=end` already checked against the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Precondition of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The object must not exist (`If-None-Match: *`).
+    Absent,
+    /// The object must still carry this etag (`If-Match`).
+    Matches(String),
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Short name for logs and metrics ("filesystem", "s3").
+    fn name(&self) -> &'static str;
+
+    async fn stat(&self, key: &str) -> StoreResult<Option<Meta>>;
+
+    /// Stream an object, or the given part of it.
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream>;
+
+    /// Read a small object (pointers, manifests, session records) whole.
+    async fn read(&self, key: &str) -> StoreResult<(Bytes, Meta)>;
+
+    /// Write a small object whole; readers see the old or the new bytes, never a mix.
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<Meta>;
+
+    /// Write only if `cond` holds; `PreconditionFailed` otherwise.
+    async fn put_if(&self, key: &str, data: Bytes, cond: Condition) -> StoreResult<Meta>;
+
+    /// Every key under `prefix` (recursively), in no set order.
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>>;
+
+    /// Remove an object; removing a missing object is not an error.
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Append a body to a staged (not yet visible) object that must currently be
+    /// `offset` bytes long; a failed append leaves it at `offset`. Returns the new size.
+    async fn stage_append(&self, staged: &str, offset: u64, body: ByteStream) -> StoreResult<u64>;
+
+    /// Read a staged object back (used when a digest needs a second pass).
+    async fn stage_read(&self, staged: &str) -> StoreResult<ByteStream>;
+
+    /// Make a staged object visible at `dest` atomically, consuming the staging.
+    async fn stage_commit(&self, staged: &str, dest: &str) -> StoreResult<()>;
+
+    /// Throw a staged object away.
+    async fn stage_abort(&self, staged: &str) -> StoreResult<()>;
+
+    /// Write a streamed body to `dest` atomically (visible only once complete).
+    async fn put_stream(&self, staged: &str, dest: &str, body: ByteStream) -> StoreResult<u64> {
+        self.stage_abort(staged).await?;
+        let size = self.stage_append(staged, 0, body).await?;
+        self.stage_commit(staged, dest).await?;
+        Ok(size)
+    }
+
+    /// A time-limited URL to read `key` directly, where the backend has one.
+    async fn presign_get(&self, _key: &str) -> Option<String> {
+        None
+    }
+
+    /// Cheap check that the store is reachable and writable.
+    async fn check(&self) -> StoreResult<()> {
+        let key = layout::health_probe();
+        self.put(&key, Bytes::from_static(b"ok")).await?;
+        self.delete(&key).await
+    }
+}

@@ -327,7 +327,7 @@ install_appr() {
     "$tools/bin/pip" install -q --no-deps -r "$tools/requirements.lock"
   fi
   rm -rf "$APPR_VENV"
-  VIRTUALENV_OVERRIDE_APP_DATA=$CACHE/build/virtualenv-app-data \
+  VIRTUALENV_OVERRIDE_APP_DATA=$tools/app-data \
     "$tools/bin/virtualenv" -q -p "$PYTHON27" "$APPR_VENV"
   # PYTHONWARNINGS hides pip 20's Python 2 deprecation banner.
   printf '%s\n' "$APPR_LOCK" >"$APPR_VENV/requirements.lock"

@@ -5,6 +5,7 @@ pub mod config;
 pub mod digest;
 pub mod http;
 pub mod oci;
+pub mod ops;
 pub mod registry;
 pub mod server;
 pub mod state;

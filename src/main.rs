@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 
-use apprd::config::{Config, LogFormat, Overrides};
+use apprd::config::{Config, Overrides};
 
 /// apprd: OCI Distribution and APPR app-registry APIs over one content-addressed store.
 #[derive(Parser)]
@@ -27,24 +27,12 @@ enum ConfigCommand {
     Check(Overrides),
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("APPRD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(o) => {
             let config = Config::load(&o)?;
-            init_logs(config.log_format);
+            let _telemetry = apprd::ops::telemetry::init(config.log_format);
             actix_web::rt::System::new().block_on(apprd::server::run(config))
         }
         Command::Config {

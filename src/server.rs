@@ -19,12 +19,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
 
 /// Register every API on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    crate::ops::configure(cfg);
     crate::oci::configure(cfg);
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let store = open_store(&config).await?;
+    let store = crate::store::instrumented::instrument(open_store(&config).await?);
     let registry = Registry::new(store, config.max_manifest_size);
     let state = web::Data::new(AppState::new(config.clone(), registry.clone()));
 
@@ -45,10 +46,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(middleware::from_fn(crate::ops::http::track))
             .wrap(middleware::NormalizePath::new(
                 middleware::TrailingSlash::MergeOnly,
             ))
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(tracing_actix_web::TracingLogger::<
+                crate::ops::http::RequestSpan,
+            >::new())
             .configure(configure)
     })
     .shutdown_timeout(config.shutdown_grace_secs)

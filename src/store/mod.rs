@@ -4,6 +4,7 @@
 
 pub mod contract;
 pub mod fs;
+pub mod instrumented;
 pub mod layout;
 
 use std::io;

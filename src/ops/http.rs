@@ -1,0 +1,270 @@
+//! Per-request operations plumbing: the metrics + `X-Request-Id` middleware
+//! and the root span of every request (path only: query strings can carry
+//! tokens, and headers are never recorded).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpRequest};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tracing::Span;
+use tracing_actix_web::{RequestId, RootSpanBuilder};
+
+use super::metrics::METRICS;
+use crate::oci::Route;
+
+/// The metrics route label: the `/v2` route kind, else the actix route pattern.
+pub fn route_label(req: &HttpRequest) -> String {
+    let path = req.path();
+    if let Some(rest) = path.strip_prefix("/v2") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Route::parse(rest)
+                .map(|r| r.label())
+                .unwrap_or("v2_unknown")
+                .to_string();
+        }
+    }
+    req.match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string())
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Liveness, readiness and scrape requests: logged at debug, not info.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// Counts the request when dropped, which is once its response body has
+/// been sent (or the connection dropped).
+struct Record {
+    route: String,
+    method: &'static str,
+    status: StatusCode,
+    start: Instant,
+    bytes: u64,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let m = &*METRICS;
+        m.requests
+            .with_label_values(&[&self.route, self.method, self.status.as_str()])
+            .inc();
+        let labels = &[self.route.as_str(), self.method];
+        m.request_duration
+            .with_label_values(labels)
+            .observe(self.start.elapsed().as_secs_f64());
+        m.response_bytes
+            .with_label_values(labels)
+            .inc_by(self.bytes);
+    }
+}
+
+/// A response body that counts the bytes it yields.
+pub struct Counted {
+    inner: BoxBody,
+    record: Record,
+}
+
+impl MessageBody for Counted {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let next = Pin::new(&mut this.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            this.record.bytes += chunk.len() as u64;
+        }
+        next
+    }
+}
+
+/// Decrements the uploads gauge when the upload request is done.
+struct UploadGuard;
+
+impl UploadGuard {
+    fn start() -> Self {
+        METRICS.uploads_in_progress.inc();
+        UploadGuard
+    }
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        METRICS.uploads_in_progress.dec();
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request metrics and the `X-Request-Id` response header. Wrap it inside
+/// `TracingLogger` (which assigns the id) and `NormalizePath`.
+pub async fn track(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<Counted>, Error> {
+    let start = Instant::now();
+    let route = route_label(req.request());
+    let method = method_label(req.method());
+    let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+
+    let bytes_in = METRICS.request_bytes.with_label_values(&[&route, method]);
+    let payload = req.take_payload().inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            bytes_in.inc_by(chunk.len() as u64);
+        }
+    });
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(payload),
+    });
+
+    let uploading = match route.as_str() {
+        "upload_start" => method == "POST",
+        "upload" => method == "PATCH" || method == "PUT",
+        _ => false,
+    };
+    let guard = uploading.then(UploadGuard::start);
+    let result = next.call(req).await;
+    drop(guard);
+
+    let mut record = Record {
+        route,
+        method,
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        start,
+        bytes: 0,
+    };
+    let mut res = match result {
+        Ok(res) => res,
+        Err(e) => {
+            record.status = e.as_response_error().status_code();
+            return Err(e);
+        }
+    };
+    record.status = res.status();
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        res.headers_mut().insert(X_REQUEST_ID, id);
+    }
+    Ok(res.map_body(|_, body| Counted {
+        inner: body.boxed(),
+        record,
+    }))
+}
+
+#[derive(Clone, Copy)]
+struct Started(Instant);
+
+/// The root span of each request: method, path (no query), route label,
+/// client address and request id; status and latency are logged at the end.
+pub struct RequestSpan;
+
+macro_rules! request_span {
+    ($level:expr, $req:expr, $route:expr, $id:expr) => {
+        tracing::span!(
+            $level,
+            "request",
+            method = %$req.method(),
+            path = %$req.path(),
+            route = %$route,
+            client = %$req.connection_info().realip_remote_addr().unwrap_or(""),
+            request_id = %$id,
+            status = tracing::field::Empty,
+            otel.name = %format!("{} {}", $req.method(), $route),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+        )
+    };
+}
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(req: &ServiceRequest) -> Span {
+        req.extensions_mut().insert(Started(Instant::now()));
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let route = route_label(req.request());
+        let span = if is_probe(req.path()) {
+            request_span!(tracing::Level::DEBUG, req, route, id)
+        } else {
+            request_span!(tracing::Level::INFO, req, route, id)
+        };
+        super::telemetry::link_remote_parent(req.request(), &span);
+        span
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let _entered = span.enter();
+        let res = match outcome {
+            Ok(res) => res,
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                tracing::error!(error = %e, "request failed");
+                return;
+            }
+        };
+        let status = res.status().as_u16();
+        span.record("status", status);
+        let ms = res
+            .request()
+            .extensions()
+            .get::<Started>()
+            .map(|s| s.0.elapsed().as_secs_f64() * 1000.0)
+            .unwrap_or_default();
+        if res.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+            let error = res.response().error().map(|e| e.to_string());
+            tracing::error!(status, ms, error = error.as_deref(), "request failed");
+        } else if is_probe(res.request().path()) {
+            tracing::debug!(status, ms, "request done");
+        } else {
+            tracing::info!(status, ms, "request done");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn route_labels_are_bounded() {
+        let label = |p: &str| route_label(&TestRequest::with_uri(p).to_http_request());
+        assert_eq!(label("/v2/"), "base");
+        assert_eq!(label("/v2"), "base");
+        assert_eq!(label("/v2/a/b/manifests/latest"), "manifest");
+        assert_eq!(label("/v2/a/blobs/uploads/"), "upload_start");
+        assert_eq!(label("/v2/a/blobs/uploads/123?digest=x"), "upload");
+        assert_eq!(label("/v2/a/nonsense"), "v2_unknown");
+        assert_eq!(label("/anything/else"), "unmatched");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
+}

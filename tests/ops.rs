@@ -343,9 +343,15 @@ async fn graceful_shutdown_finishes_inflight_upload() {
             .send(),
     );
 
-    // SIGTERM while the body is still arriving.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let m = s.metrics().await;
+    // SIGTERM while the body is still arriving (the server has seen it start).
+    let mut m = String::new();
+    for _ in 0..20 {
+        m = s.metrics().await;
+        if sample(&m, "apprd_uploads_in_progress") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(sample(&m, "apprd_uploads_in_progress"), Some(1.0), "{m}");
     s.sigterm();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -2,7 +2,8 @@
 #   start_apprd NAME [extra serve flags...]   -> sets NAME_URL (http://127.0.0.1:PORT), NAME_PID, NAME_HOSTPORT
 #   start_moto                                 -> sets S3 env (AWS_*), MOTO_PID, MOTO_URL
 #   new_bucket NAME                            -> creates a bucket on the S3 server
-# Storage for start_apprd follows APPRD_TEST_STORAGE (filesystem|s3).
+# Storage for start_apprd follows APPRD_TEST_STORAGE (filesystem|s3); APPRD_TEST_ROOT
+# pins the filesystem root (to restart over the same store).
 set -euo pipefail
 
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,7 +48,7 @@ start_apprd() { # NAME [flags...]
   local port; port=$(free_port)
   local dir="$WORK/$name"
   mkdir -p "$dir"
-  local storage_flags=(--storage filesystem --root "$dir/data")
+  local storage_flags=(--storage filesystem --root "${APPRD_TEST_ROOT:-$dir/data}")
   if [ "$APPRD_TEST_STORAGE" = s3 ]; then
     storage_flags=(--storage s3 --s3-bucket "${APPRD_S3_BUCKET:?set by new_bucket}" --s3-path-style true)
   fi

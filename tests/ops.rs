@@ -35,9 +35,14 @@ fn apprd() -> Command {
 
 impl Server {
     async fn start(root: &Path, extra: &[&str]) -> Server {
+        Server::start_env(root, extra, &[]).await
+    }
+
+    async fn start_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let addr = free_addr();
         let log = root.with_extension("log");
         let mut cmd = apprd();
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--listen", &addr.to_string(), "--root"])
             .arg(root.join("data"))
             .args(extra)
@@ -388,6 +393,80 @@ async fn graceful_shutdown_finishes_inflight_upload() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), whole.as_slice());
+}
+
+/// A stand-in OTLP/HTTP collector: answers 200 to every request and hands
+/// each (request line, body) over a channel.
+fn fake_collector() -> (SocketAddr, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let mut conn = reader.into_inner();
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send((line, body));
+        }
+    });
+    (addr, rx)
+}
+
+/// With an OTLP endpoint set, request spans are exported (flushed at the
+/// latest on shutdown) and continue the caller's `traceparent`.
+#[tokio::test]
+async fn exports_traces_when_configured() {
+    let (collector, received) = fake_collector();
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://{collector}");
+    let mut s = Server::start_env(
+        &dir.path().join("s"),
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+    )
+    .await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = reqwest::Client::new()
+        .get(s.url("/v2/"))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.sigterm();
+    s.child.wait().unwrap();
+
+    let (line, body) = received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no OTLP export arrived");
+    assert!(line.starts_with("POST /v1/traces "), "{line}");
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(&hex::decode(trace_id).unwrap()),
+        "remote trace id not in export"
+    );
+    assert!(has(b"GET base"), "span name not in export");
+    assert!(has(b"apprd"), "service name not in export");
 }
 
 // ---- configuration ----

@@ -140,3 +140,53 @@ mod tests {
         assert!(p.items.is_empty() && p.next_last.is_none());
     }
 }
+
+#[cfg(test)]
+mod session_tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use futures_util::stream;
+
+    use super::Registry;
+    use crate::digest::Digest;
+    use crate::store::{fs::FsBackend, ByteStream};
+
+    fn body(data: &'static [u8]) -> ByteStream {
+        Box::pin(stream::iter(vec![Ok(Bytes::from_static(data))]))
+    }
+
+    #[tokio::test]
+    async fn an_upload_continues_on_another_instance_and_stale_ones_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FsBackend::open(dir.path()).await.unwrap());
+        let a = Registry::new(store.clone(), 4 << 20);
+        let b = Registry::new(store, 4 << 20);
+        let up = a.start_upload("r", None).await.unwrap();
+        a.append_upload("r", &up.id, Some((0, 2)), body(b"abc"))
+            .await
+            .unwrap();
+        // the hash state travels in the session record
+        b.append_upload("r", &up.id, Some((3, 5)), body(b"def"))
+            .await
+            .unwrap();
+        b.finish_upload("r", &up.id, &Digest::sha256_of(b"abcdef"))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.stat_blob("r", &Digest::sha256_of(b"abcdef"))
+                .await
+                .unwrap(),
+            6
+        );
+
+        let stale = a.start_upload("r", None).await.unwrap();
+        a.append_upload("r", &stale.id, None, body(b"zz"))
+            .await
+            .unwrap();
+        assert_eq!(a.purge_uploads(3600).await.unwrap(), 0);
+        assert_eq!(a.purge_uploads(0).await.unwrap(), 1);
+        assert!(a.upload_status("r", &stale.id).await.is_err());
+        assert!(a.store().list("uploads/").await.unwrap().is_empty());
+    }
+}

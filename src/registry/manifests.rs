@@ -187,8 +187,9 @@ impl Registry {
             let config = descriptor(&v, "config")?
                 .ok_or_else(|| invalid("an image manifest needs a config"))?;
             config_type = Some(config.media_type.clone());
-            if v.get("layers").map(|l| !l.is_array()).unwrap_or(true) {
-                return Err(invalid("an image manifest needs a layers array"));
+            // A missing `layers` is read as none (some artifact tools omit it); anything else must be a list.
+            if v.get("layers").is_some_and(|l| !l.is_array() && !l.is_null()) {
+                return Err(invalid("layers must be an array"));
             }
             let mut refs = vec![config];
             refs.extend(descriptors(&v, "layers")?);

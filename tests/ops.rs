@@ -602,4 +602,12 @@ fn help_lists_every_setting() {
             "--help lacks {name}:\n{help}"
         );
     }
+    for name in [
+        "APPRD_LOG ",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "AWS_SECRET_ACCESS_KEY",
+        "/readyz",
+    ] {
+        assert!(help.contains(name), "--help lacks {name}:\n{help}");
+    }
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# backends: filesystem
+# The Helm chart and the deploy/ files, without a cluster or a Docker engine:
+# helm lint --strict, helm template per storage mode with the key fields
+# checked, values the schema must reject, and the Dockerfile, compose file
+# and plain manifests parsed and compared with what apprd reads.
+source "$(dirname "$0")/../../scripts/lib.sh"
+cd "$ROOT_DIR"
+CHART=charts/apprd
+export HELM_CONFIG_HOME=$WORK/helm-config HELM_CACHE_HOME=$WORK/helm-cache HELM_DATA_HOME=$WORK/helm-data
+
+# A Python with PyYAML: the system one, the moto venv (scripts/tools.sh), or a
+# small venv of our own in the cache.
+yaml_python() {
+  local p
+  for p in python3 "${APPRD_MOTO_VENV:-$APPRD_CACHE/moto-venv}/bin/python"; do
+    if command -v "$p" >/dev/null && "$p" -c 'import yaml' 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+  p=$APPRD_CACHE/yaml-venv
+  if ! "$p/bin/python" -c 'import yaml' 2>/dev/null; then
+    rm -rf "$p"
+    python3 -m venv "$p" >&2
+    "$p/bin/pip" install -q PyYAML==6.0.4 >&2
+  fi
+  echo "$p/bin/python"
+}
+PY=$(yaml_python)
+
+log "helm lint --strict"
+helm lint --strict "$CHART"
+for f in "$CHART"/ci/*-values.yaml; do
+  helm lint --strict "$CHART" -f "$f"
+done
+
+log "helm template per storage mode"
+helm template r "$CHART" >"$WORK/filesystem-defaults.yaml"
+$PY tests/e2e/deploy_check.py chart filesystem-defaults "$WORK/filesystem-defaults.yaml"
+for case in filesystem s3 s3-pod-identity; do
+  helm template r "$CHART" -f "$CHART/ci/$case-values.yaml" >"$WORK/$case.yaml"
+  $PY tests/e2e/deploy_check.py chart "$case" "$WORK/$case.yaml"
+done
+$PY tests/e2e/deploy_check.py coverage "$WORK/filesystem.yaml" "$WORK/s3.yaml"
+
+log "values the schema rejects"
+s3=(--set storage.type=s3 --set storage.s3.bucket=b --set storage.s3.credentials.existingSecret=s)
+helm template r "$CHART" "${s3[@]}" >/dev/null || fail "valid s3 values rejected"
+reject() { # description, then helm flags
+  local what=$1
+  shift
+  if helm template r "$CHART" "$@" >"$WORK/reject.out" 2>&1; then
+    fail "schema accepted $what: $*"
+  fi
+  grep -qi 'schema\|values don' "$WORK/reject.out" || fail "$what failed for another reason: $(cat "$WORK/reject.out")"
+}
+reject "negative replicas" --set replicas=-1
+reject "zero replicas" "${s3[@]}" --set replicas=0
+reject "two replicas on the filesystem store" --set replicas=2
+reject "an unknown storage type" --set storage.type=nfs
+reject "s3 without a bucket" --set storage.type=s3 --set storage.s3.credentials.existingSecret=s
+reject "s3 credentials from no Secret" --set storage.type=s3 --set storage.s3.bucket=bucket
+reject "an unknown credentials source" "${s3[@]}" --set storage.s3.credentials.source=magic
+reject "a part size under 5 MiB" "${s3[@]}" --set storage.s3.partSize=1000
+reject "an unknown top-level key" --set replica=1
+reject "a misspelt nested key" --set storage.filesystem.sise=1Gi
+reject "a bad log format" --set config.logFormat=xml
+reject "a port out of range" --set service.port=70000
+reject "a bad volume size" --set storage.filesystem.size=lots
+reject "a manifest limit under 4 MiB" --set config.maxManifestSize=1024
+reject "a bad pull policy" --set image.pullPolicy=Sometimes
+
+log "Dockerfile, compose file, plain manifests"
+$PY tests/e2e/deploy_check.py deploy
+
+log "chart and deploy files ok"

@@ -29,6 +29,21 @@ yaml_python() {
 }
 PY=$(yaml_python)
 
+# kubecheck (tests/e2e/kubecheck): strict decoding into the Kubernetes API's Go
+# types, built once per source version into the cache.
+kubecheck_bin() {
+  local src=tests/e2e/kubecheck hash out
+  hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  out=$APPRD_CACHE/bin/apprd-kubecheck-$hash
+  if [ ! -x "$out" ]; then
+    mkdir -p "$APPRD_CACHE/bin"
+    (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$out.tmp" .) >&2
+    mv -f "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+KUBECHECK=$(kubecheck_bin)
+
 log "helm lint --strict"
 helm lint --strict "$CHART"
 for f in "$CHART"/ci/*-values.yaml; do
@@ -43,6 +58,7 @@ for case in filesystem s3 s3-pod-identity; do
   $PY tests/e2e/deploy_check.py chart "$case" "$WORK/$case.yaml"
 done
 $PY tests/e2e/deploy_check.py coverage "$WORK/filesystem.yaml" "$WORK/s3.yaml"
+"$KUBECHECK" "$WORK"/filesystem-defaults.yaml "$WORK"/filesystem.yaml "$WORK"/s3.yaml "$WORK"/s3-pod-identity.yaml
 
 log "values the schema rejects"
 s3=(--set storage.type=s3 --set storage.s3.bucket=b --set storage.s3.credentials.existingSecret=s)
@@ -73,5 +89,9 @@ reject "a bad pull policy" --set image.pullPolicy=Sometimes
 
 log "Dockerfile, compose file, plain manifests"
 $PY tests/e2e/deploy_check.py deploy
+"$KUBECHECK" deploy/kubernetes/apprd.yaml
+# kubecheck itself must catch a misspelt field.
+sed 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' deploy/kubernetes/apprd.yaml >"$WORK/typo.yaml"
+if "$KUBECHECK" "$WORK/typo.yaml" >/dev/null 2>&1; then fail "kubecheck accepted a misspelt field"; fi
 
 log "chart and deploy files ok"

@@ -236,6 +236,10 @@ def dockerfile():
           f"Dockerfile builder {build_image} older than rust-version")
     check(re.search(r'name = "apprd"', (ROOT / "Cargo.toml").read_text()) and "--bin apprd" in " ".join(a for _, a in instr),
           "Dockerfile does not build the apprd binary")
+    # The image copies only src/: a target declared elsewhere would break the build.
+    paths = re.findall(r'^path = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M)
+    check(all(p.startswith("src/") for p in paths), f"Cargo.toml targets outside src/: {paths}")
+    check(not (ROOT / "build.rs").exists(), "build.rs is not copied into the image")
     final = instr[froms[-1]:]
     user = [a for k, a in final if k == "USER"]
     check(user and user[-1].split(":")[0] not in ("0", "root"), f"runtime image runs as root: {user}")

@@ -61,7 +61,7 @@ $PY tests/e2e/deploy_check.py coverage "$WORK/filesystem.yaml" "$WORK/s3.yaml"
 "$KUBECHECK" "$WORK"/filesystem-defaults.yaml "$WORK"/filesystem.yaml "$WORK"/s3.yaml "$WORK"/s3-pod-identity.yaml
 
 log "values the schema rejects"
-s3=(--set storage.type=s3 --set storage.s3.bucket=b --set storage.s3.credentials.existingSecret=s)
+s3=(--set storage.type=s3 --set storage.s3.bucket=my-bucket --set storage.s3.credentials.existingSecret=s)
 helm template r "$CHART" "${s3[@]}" >/dev/null || fail "valid s3 values rejected"
 reject() { # description, then helm flags
   local what=$1
@@ -90,8 +90,12 @@ reject "a bad pull policy" --set image.pullPolicy=Sometimes
 log "Dockerfile, compose file, plain manifests"
 $PY tests/e2e/deploy_check.py deploy
 "$KUBECHECK" deploy/kubernetes/apprd.yaml
-# kubecheck itself must catch a misspelt field.
-sed 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' deploy/kubernetes/apprd.yaml >"$WORK/typo.yaml"
-if "$KUBECHECK" "$WORK/typo.yaml" >/dev/null 2>&1; then fail "kubecheck accepted a misspelt field"; fi
+# kubecheck itself must catch a misspelt field, a wrong case and a wrong type.
+for edit in 's/readOnlyRootFilesystem:/readOnlyRootFs:/' 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' \
+  's/containerPort: 5000/containerPort: "5000"/'; do
+  sed "$edit" deploy/kubernetes/apprd.yaml >"$WORK/broken.yaml"
+  cmp -s deploy/kubernetes/apprd.yaml "$WORK/broken.yaml" && fail "sed '$edit' changed nothing"
+  if "$KUBECHECK" "$WORK/broken.yaml" >/dev/null 2>&1; then fail "kubecheck accepted: $edit"; fi
+done
 
 log "chart and deploy files ok"

@@ -17,6 +17,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -76,8 +77,18 @@ func checkFile(path string) (int, error) {
 		if !ok {
 			return n, fmt.Errorf("%s: unknown kind", what)
 		}
-		if err := yaml.UnmarshalStrict(doc, mk()); err != nil {
+		// Case-sensitive, like the API server (encoding/json would accept
+		// "readOnlyRootFileSystem" for "readOnlyRootFilesystem").
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil {
 			return n, fmt.Errorf("%s: %w", what, err)
+		}
+		strict, err := sigsjson.UnmarshalStrict(js, mk(), sigsjson.DisallowUnknownFields)
+		if err != nil {
+			return n, fmt.Errorf("%s: %w", what, err)
+		}
+		if len(strict) > 0 {
+			return n, fmt.Errorf("%s: %v", what, errors.Join(strict...))
 		}
 		n++
 	}

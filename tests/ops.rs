@@ -265,6 +265,11 @@ async fn metrics_after_known_traffic() {
         );
     }
     assert!(m.contains("apprd_storage_operation_duration_seconds_bucket{backend=\"filesystem\""));
+    assert!(
+        sample(&m, "process_resident_memory_bytes").unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
+    assert!(sample(&m, "process_open_fds").unwrap_or(0.0) > 0.0, "{m}");
     // Route labels, never raw paths.
     assert!(!m.contains("team/app"), "{m}");
 }

@@ -108,6 +108,13 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
     m.registry
         .register(Box::new(info))
         .expect("metric registered once");
+    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+    #[cfg(target_os = "linux")]
+    m.registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("metric registered once");
     m
 });
 

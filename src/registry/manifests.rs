@@ -188,7 +188,9 @@ impl Registry {
                 .ok_or_else(|| invalid("an image manifest needs a config"))?;
             config_type = Some(config.media_type.clone());
             // A missing `layers` is read as none (some artifact tools omit it); anything else must be a list.
-            if v.get("layers").is_some_and(|l| !l.is_array() && !l.is_null()) {
+            if v.get("layers")
+                .is_some_and(|l| !l.is_array() && !l.is_null())
+            {
                 return Err(invalid("layers must be an array"));
             }
             let mut refs = vec![config];

@@ -121,6 +121,32 @@ mod tests {
     use super::*;
     use crate::store::fs::FsBackend;
 
+    fn async_fns(source: &str) -> Vec<&str> {
+        source
+            .split("async fn ")
+            .skip(1)
+            .filter_map(|rest| rest.split('(').next())
+            .collect()
+    }
+
+    /// A trait method left to its default here would bypass the backend's own
+    /// version: every method of `Backend` must be forwarded.
+    #[test]
+    fn forwards_every_backend_method() {
+        let tr = include_str!("mod.rs");
+        let tr = &tr[tr.find("pub trait Backend").unwrap()..];
+        let tr = &tr[..tr.find("\n}\n").unwrap()];
+        let here = include_str!("instrumented.rs");
+        let here = &here[here.find("impl Backend for Instrumented").unwrap()..];
+        let forwarded = async_fns(here);
+        for name in async_fns(tr) {
+            assert!(
+                forwarded.contains(&name),
+                "Instrumented does not forward {name}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn passes_the_contract_and_counts() {
         let dir = tempfile::tempdir().unwrap();

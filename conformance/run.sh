@@ -26,22 +26,7 @@ run_v111() {
       OCI_TEST_PULL=1 OCI_TEST_PUSH=1 OCI_TEST_CONTENT_DISCOVERY=1 OCI_TEST_CONTENT_MANAGEMENT=1 \
       OCI_AUTOMATIC_CROSSMOUNT=1 OCI_REPORT_DIR="$dir" OCI_HIDE_SKIPPED_WORKFLOWS=0 \
       "$legacy" >"$dir/output.txt" 2>&1 ) || { status=1; log "v1.1.1 FAILED"; }
-  python3 - "$dir/junit.xml" v1.1.1 <<'PY' || status=1
-import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-cases = root.iter("testcase")
-total = fail = skip = 0
-for c in cases:
-    total += 1
-    if c.find("failure") is not None or c.find("error") is not None:
-        fail += 1
-        print("  FAIL", c.get("name"))
-    elif c.find("skipped") is not None:
-        skip += 1
-        print("  skip", c.get("name"))
-print(f"{sys.argv[2]}: {total} specs, {fail} failed, {skip} skipped")
-sys.exit(1 if fail or total == 0 else 0)
-PY
+  python3 "$ROOT_DIR/conformance/junit_summary.py" "$dir/junit.xml" v1.1.1 || status=1
   kill "$V111_PID" 2>/dev/null || true
 }
 
@@ -53,22 +38,8 @@ run_redesign() { # OCI_VERSION
   ( cd "$dir" && env OCI_VERSION="$version" OCI_REGISTRY="$RD_HOSTPORT" OCI_TLS=disabled \
       OCI_REPO1=myorg/myrepo OCI_REPO2=myorg/other OCI_RESULTS_DIR="$dir" \
       "$redesign" >"$dir/output.txt" 2>&1 ) || { status=1; log "redesign $version FAILED"; }
-  python3 - "$dir/junit.xml" "$name" <<'PY' || status=1
-import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-total = fail = skip = 0
-for c in root.iter("testcase"):
-    total += 1
-    if c.find("failure") is not None or c.find("error") is not None:
-        fail += 1
-        print("  FAIL", c.get("name"))
-    elif c.find("skipped") is not None:
-        skip += 1
-        msg = c.find("skipped").get("message") or ""
-        print("  skip", c.get("name"), "-", msg[:160].replace("\n", " "))
-print(f"{sys.argv[2]}: {total} tests, {fail} failed, {skip} skipped")
-sys.exit(1 if fail or total == 0 else 0)
-PY
+  python3 "$ROOT_DIR/conformance/junit_summary.py" "$dir/junit.xml" "$name" || status=1
+  grep -E "^ +(Pass|Skip|Disabled|FAIL|Error)\.+:" "$dir/output.txt" | tr -s " ." " " || true
   kill "$RD_PID" 2>/dev/null || true
 }
 

@@ -15,12 +15,18 @@ crane copy --insecure "$H/e2e/crane-src:multi" "$H/e2e/crane-dst:v1"
 crane tag --insecure "$H/e2e/crane-dst:v1" v2
 [ "$(crane ls --insecure "$H/e2e/crane-dst" | sort | tr '\n' ' ')" = "v1 v2 " ] || fail "crane ls: $(crane ls --insecure "$H/e2e/crane-dst")"
 crane manifest --insecure "$H/e2e/crane-dst@$d" | sha256sum | grep -q "${d#sha256:}" || fail "manifest bytes differ"
-# every platform image and its blobs came along
-for m in $(crane manifest --insecure "$H/e2e/crane-dst@$d" | python3 -c 'import json,sys; print(" ".join(x["digest"] for x in json.load(sys.stdin)["manifests"]))'); do
-  crane manifest --insecure "$H/e2e/crane-dst@$m" >/dev/null || fail "child manifest $m missing"
-  cfg=$(crane manifest --insecure "$H/e2e/crane-dst@$m" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"])')
-  crane blob --insecure "$H/e2e/crane-dst@$cfg" | sha256sum | grep -q "${cfg#sha256:}" || fail "config blob $cfg differs"
-done
+# every image of the (nested) index and its blobs came along
+check_tree() { # digest
+  local m; m=$(crane manifest --insecure "$H/e2e/crane-dst@$1") || fail "manifest $1 missing"
+  printf '%s' "$m" | sha256sum | grep -q "${1#sha256:}" || fail "manifest $1 bytes differ"
+  for child in $(printf '%s' "$m" | python3 -c 'import json,sys; print(" ".join(x["digest"] for x in json.load(sys.stdin).get("manifests", [])))'); do
+    check_tree "$child"
+  done
+  for b in $(printf '%s' "$m" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(" ".join(x["digest"] for x in ([m["config"]] if "config" in m else []) + m.get("layers", [])))'); do
+    crane blob --insecure "$H/e2e/crane-dst@$b" | sha256sum | grep -q "${b#sha256:}" || fail "blob $b differs"
+  done
+}
+check_tree "$d"
 crane catalog --insecure "$H" | grep -qx "e2e/crane-dst" || fail "catalog misses e2e/crane-dst"
 crane delete --insecure "$H/e2e/crane-dst@$d"
 if crane manifest --insecure "$H/e2e/crane-dst:v1" >/dev/null 2>&1; then fail "manifest still there after delete"; fi

@@ -523,11 +523,14 @@ write_env() {
 NAMES=()
 PIDS=()
 T0=()
-# want NAME DONE_PATH INSTALL_FN VERSION: skip if DONE_PATH exists, else start INSTALL_FN.
+# want NAME DONE_PATHS INSTALL_FN VERSION: skip if every path of DONE_PATHS ('|'-separated)
+# exists, else start INSTALL_FN in the background.
 want() {
-  local name=$1 done=$2 fn=$3 ver=$4
-  if [ -e "$done" ]; then
-    log "$name $ver: already installed ($done)"
+  local name=$1 done=$2 fn=$3 ver=$4 p have=1 paths
+  IFS='|' read -r -a paths <<<"$done"
+  for p in "${paths[@]}"; do [ -e "$p" ] || have=0; done
+  if [ "$have" = 1 ]; then
+    log "$name $ver: already installed (${paths[0]})"
     return 0
   fi
   log "$name $ver: installing (log: $LOGS/$name.log)"
@@ -587,70 +590,77 @@ run_verify() {
   fi
 }
 
-case "$MODE" in
-  env)
-    write_env
-    echo "$CACHE/env.sh"
-    exit 0
-    ;;
-  verify)
-    preflight
-    run_verify
-    exit 0
-    ;;
-esac
+# The driver is a function, called on the last line, so that bash has read the whole file before
+# running it (a `git pull` during a long `bench` build must not change what runs).
+main() {
+  local t missing
+  case "$MODE" in
+    env)
+      write_env
+      echo "$CACHE/env.sh"
+      exit 0
+      ;;
+    verify)
+      preflight
+      run_verify
+      exit 0
+      ;;
+  esac
 
-preflight
-log "cache: $CACHE (mode: $MODE)"
-mkdir -p "$CACHE/build"
+  preflight
+  log "cache: $CACHE (mode: $MODE)"
+  mkdir -p "$CACHE/build"
 
-want oci-conformance-$OCI_CONF_LEGACY_LABEL "$BIN/oci-conformance-$OCI_CONF_LEGACY_VERSION.test" install_oci_conformance_legacy "$OCI_CONF_LEGACY_VERSION"
-want oci-conformance-redesign "$BIN/oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION" install_oci_conformance_redesign "$OCI_CONF_REDESIGN_VERSION"
-want oras "$BIN/oras-$ORAS_VERSION" install_oras "$ORAS_VERSION"
-want helm "$BIN/helm-$HELM_VERSION" install_helm "$HELM_VERSION"
-want crane "$BIN/crane-$CRANE_VERSION" install_crane "$CRANE_VERSION"
-want registry "$BIN/registry-$DISTRIBUTION_VERSION" install_registry "$DISTRIBUTION_VERSION"
-want appr "$APPR_STAMP" install_appr "$APPR_VERSION"
-want moto "$MOTO_STAMP" install_moto "$MOTO_VERSION"
-if command -v skopeo >/dev/null; then
-  log "skopeo: already installed ($(skopeo --version))"
-else
-  want skopeo /nonexistent install_skopeo debian
-fi
-# The plain names must point at the pinned versions even if an older run linked others.
-for t in oras:$ORAS_VERSION helm:$HELM_VERSION crane:$CRANE_VERSION registry:$DISTRIBUTION_VERSION; do
-  [ ! -e "$BIN/${t%%:*}-${t#*:}" ] || link "${t%%:*}" "${t%%:*}-${t#*:}"
-done
-[ ! -e "$BIN/oci-conformance-$OCI_CONF_LEGACY_VERSION.test" ] ||
-  link "oci-conformance-$OCI_CONF_LEGACY_LABEL.test" "oci-conformance-$OCI_CONF_LEGACY_VERSION.test"
-[ ! -e "$BIN/oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION" ] ||
-  link oci-conformance-redesign "oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION"
-[ -e "$CACHE/etc/distribution-config.yml" ] || write_registry_config
-wait_all
-
-if [ "$MODE" = bench ]; then
-  # wrk and hey are nice to have: never fatal.
-  missing=()
-  for t in wrk hey; do command -v "$t" >/dev/null || missing+=("$t"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "bench: installing ${missing[*]} from Debian"
-    apt_install "${missing[@]}" >"$LOGS/bench-apt.log" 2>&1 || log "bench: could not install ${missing[*]} (ignored; see $LOGS/bench-apt.log)"
-  fi
-  for t in wrk hey; do
-    if command -v "$t" >/dev/null; then log "$t: $(command -v "$t")"; else log "$t: absent (ignored)"; fi
-  done
-  if [ -x "$GARAGE_ROOT/bin/garage" ]; then
-    log "garage $GARAGE_VERSION: already installed ($GARAGE_ROOT/bin/garage)"
-    link "garage-$GARAGE_VERSION" "$GARAGE_ROOT/bin/garage"
-    link garage "garage-$GARAGE_VERSION"
+  want oci-conformance-$OCI_CONF_LEGACY_LABEL "$BIN/oci-conformance-$OCI_CONF_LEGACY_VERSION.test" install_oci_conformance_legacy "$OCI_CONF_LEGACY_VERSION"
+  want oci-conformance-redesign "$BIN/oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION" install_oci_conformance_redesign "$OCI_CONF_REDESIGN_VERSION"
+  want oras "$BIN/oras-$ORAS_VERSION" install_oras "$ORAS_VERSION"
+  want helm "$BIN/helm-$HELM_VERSION" install_helm "$HELM_VERSION"
+  want crane "$BIN/crane-$CRANE_VERSION" install_crane "$CRANE_VERSION"
+  want registry "$BIN/registry-$DISTRIBUTION_VERSION" install_registry "$DISTRIBUTION_VERSION"
+  want appr "$APPR_STAMP|$BIN/appr|$BIN/appr-reference-server" install_appr "$APPR_VERSION"
+  want moto "$MOTO_STAMP|$BIN/moto_server" install_moto "$MOTO_VERSION"
+  if command -v skopeo >/dev/null; then
+    log "skopeo: already installed ($(skopeo --version))"
   else
-    log "garage $GARAGE_VERSION: building with cargo install (about 15 min on 2 cores)"
-    want garage "$GARAGE_ROOT/bin/garage" install_garage "$GARAGE_VERSION"
-    wait_all
+    want skopeo /nonexistent install_skopeo debian
   fi
-fi
+  # The plain names must point at the pinned versions even if an older run linked others.
+  for t in oras:$ORAS_VERSION helm:$HELM_VERSION crane:$CRANE_VERSION registry:$DISTRIBUTION_VERSION; do
+    [ ! -e "$BIN/${t%%:*}-${t#*:}" ] || link "${t%%:*}" "${t%%:*}-${t#*:}"
+  done
+  [ ! -e "$BIN/oci-conformance-$OCI_CONF_LEGACY_VERSION.test" ] ||
+    link "oci-conformance-$OCI_CONF_LEGACY_LABEL.test" "oci-conformance-$OCI_CONF_LEGACY_VERSION.test"
+  [ ! -e "$BIN/oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION" ] ||
+    link oci-conformance-redesign "oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION"
+  [ -e "$CACHE/etc/distribution-config.yml" ] || write_registry_config
+  wait_all
 
-rmdir "$CACHE/build" 2>/dev/null || true
-write_env
-log "env: source $CACHE/env.sh"
-log "done in $(($(date +%s) - START))s"
+  if [ "$MODE" = bench ]; then
+    # wrk and hey are nice to have: never fatal.
+    missing=()
+    for t in wrk hey; do command -v "$t" >/dev/null || missing+=("$t"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+      log "bench: installing ${missing[*]} from Debian"
+      apt_install "${missing[@]}" >"$LOGS/bench-apt.log" 2>&1 || log "bench: could not install ${missing[*]} (ignored; see $LOGS/bench-apt.log)"
+    fi
+    for t in wrk hey; do
+      if command -v "$t" >/dev/null; then log "$t: $(command -v "$t")"; else log "$t: absent (ignored)"; fi
+    done
+    if [ -x "$GARAGE_ROOT/bin/garage" ]; then
+      log "garage $GARAGE_VERSION: already installed ($GARAGE_ROOT/bin/garage)"
+      link "garage-$GARAGE_VERSION" "$GARAGE_ROOT/bin/garage"
+      link garage "garage-$GARAGE_VERSION"
+    else
+      log "garage $GARAGE_VERSION: building with cargo install (15 min on an idle 2-core machine, 30 min on a busy one)"
+      want garage "$GARAGE_ROOT/bin/garage" install_garage "$GARAGE_VERSION"
+      wait_all
+    fi
+  fi
+
+  rmdir "$CACHE/build" 2>/dev/null || true
+  write_env
+  log "env: source $CACHE/env.sh"
+  log "done in $(($(date +%s) - START))s"
+}
+
+main "$@"

@@ -29,12 +29,13 @@ yaml_python() {
 }
 PY=$(yaml_python)
 
-# kubecheck (tests/e2e/kubecheck): strict decoding into the Kubernetes API's Go
-# types, built once per source version into the cache.
-kubecheck_bin() {
-  local src=tests/e2e/kubecheck hash out
+# deploycheck (tests/e2e/deploycheck): the Kubernetes API types, BuildKit's
+# Dockerfile parser and linter, compose-go's spec validation; built once per
+# source version into the cache.
+deploycheck_bin() {
+  local src=tests/e2e/deploycheck hash out
   hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
-  out=$APPRD_CACHE/bin/apprd-kubecheck-$hash
+  out=$APPRD_CACHE/bin/apprd-deploycheck-$hash
   if [ ! -x "$out" ]; then
     mkdir -p "$APPRD_CACHE/bin"
     (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$out.tmp" .) >&2
@@ -42,7 +43,7 @@ kubecheck_bin() {
   fi
   echo "$out"
 }
-KUBECHECK=$(kubecheck_bin)
+CHECK=$(deploycheck_bin)
 
 log "helm lint --strict"
 helm lint --strict "$CHART"
@@ -58,7 +59,7 @@ for case in filesystem s3 s3-pod-identity; do
   $PY tests/e2e/deploy_check.py chart "$case" "$WORK/$case.yaml"
 done
 $PY tests/e2e/deploy_check.py coverage "$WORK/filesystem.yaml" "$WORK/s3.yaml"
-"$KUBECHECK" "$WORK"/filesystem-defaults.yaml "$WORK"/filesystem.yaml "$WORK"/s3.yaml "$WORK"/s3-pod-identity.yaml
+"$CHECK" k8s "$WORK"/filesystem-defaults.yaml "$WORK"/filesystem.yaml "$WORK"/s3.yaml "$WORK"/s3-pod-identity.yaml
 
 log "values the schema rejects"
 s3=(--set storage.type=s3 --set storage.s3.bucket=my-bucket --set storage.s3.credentials.existingSecret=s)
@@ -89,13 +90,27 @@ reject "a bad pull policy" --set image.pullPolicy=Sometimes
 
 log "Dockerfile, compose file, plain manifests"
 $PY tests/e2e/deploy_check.py deploy
-"$KUBECHECK" deploy/kubernetes/apprd.yaml
-# kubecheck itself must catch a misspelt field, a wrong case and a wrong type.
-for edit in 's/readOnlyRootFilesystem:/readOnlyRootFs:/' 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' \
-  's/containerPort: 5000/containerPort: "5000"/'; do
-  sed "$edit" deploy/kubernetes/apprd.yaml >"$WORK/broken.yaml"
-  cmp -s deploy/kubernetes/apprd.yaml "$WORK/broken.yaml" && fail "sed '$edit' changed nothing"
-  if "$KUBECHECK" "$WORK/broken.yaml" >/dev/null 2>&1; then fail "kubecheck accepted: $edit"; fi
-done
+"$CHECK" k8s deploy/kubernetes/apprd.yaml
+"$CHECK" dockerfile deploy/Dockerfile
+"$CHECK" compose deploy/compose.yaml
+
+log "the checkers catch broken files"
+# must_fail CHECK FILE SED-EDIT: the edited copy of FILE must fail CHECK.
+must_fail() {
+  local check=$1 file=$2 edit=$3 copy
+  copy=$(dirname "$file")/.broken-$(basename "$file") # beside it: relative paths still resolve
+  sed "$edit" "$file" >"$copy"
+  if cmp -s "$file" "$copy"; then rm -f "$copy"; fail "sed '$edit' changed nothing in $file"; fi
+  if "$CHECK" "$check" "$copy" >/dev/null 2>&1; then rm -f "$copy"; fail "$check accepted $file after: $edit"; fi
+  rm -f "$copy"
+}
+must_fail k8s deploy/kubernetes/apprd.yaml 's/readOnlyRootFilesystem:/readOnlyRootFs:/'
+must_fail k8s deploy/kubernetes/apprd.yaml 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/'
+must_fail k8s deploy/kubernetes/apprd.yaml 's/containerPort: 5000/containerPort: "5000"/'
+must_fail k8s deploy/kubernetes/apprd.yaml 's/storage: 20Gi/storage: lots/'
+must_fail dockerfile deploy/Dockerfile 's/^EXPOSE/EXPOSED/'
+must_fail dockerfile deploy/Dockerfile 's/ AS build/ as build/'
+must_fail compose deploy/compose.yaml 's/^    environment:/    enviroment:/'
+must_fail compose deploy/compose.yaml 's/read_only: true/read_only: maybe/'
 
 log "chart and deploy files ok"

@@ -293,10 +293,26 @@ def compose():
     print("compose.yaml: ok")
 
 
+def cargo_version():
+    m = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M)
+    check(m, "no version in Cargo.toml")
+    return m.group(1)
+
+
+def versions():
+    """The chart and the manifests ship the apprd version being built."""
+    chart_meta = yaml.safe_load((ROOT / "charts/apprd/Chart.yaml").read_text())
+    check(chart_meta["appVersion"] == cargo_version(),
+          f"Chart appVersion {chart_meta['appVersion']} != Cargo version {cargo_version()}")
+    print("versions: ok")
+
+
 def manifests():
     path = ROOT / "deploy/kubernetes/apprd.yaml"
     kinds = by_kind(load_docs(path))
     deploy = one(kinds, "Deployment")
+    image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+    check(image.endswith(":" + cargo_version()), f"manifests: image {image} is not version {cargo_version()}")
     spec, c, env, mounts = check_pod(deploy, "kubernetes/apprd.yaml")
     check_service(one(kinds, "Service"), deploy, "kubernetes/apprd.yaml")
     pvc = one(kinds, "PersistentVolumeClaim")
@@ -317,6 +333,7 @@ def main():
         dockerfile()
         compose()
         manifests()
+        versions()
     else:
         fail(__doc__)
 

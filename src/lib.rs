@@ -1,6 +1,7 @@
 //! apprd: a small registry serving the OCI Distribution API and the APPR
 //! app-registry API over one content-addressed store.
 
+pub mod appr;
 pub mod config;
 pub mod digest;
 pub mod http;

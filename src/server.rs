@@ -21,6 +21,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::ops::configure(cfg);
     crate::oci::configure(cfg);
+    crate::appr::configure(cfg);
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

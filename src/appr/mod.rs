@@ -1,0 +1,25 @@
+//! The APPR app-registry API (CoreOS appr 0.7.4, `/cnr/api/v1/...` and the
+//! older `/api/v1/...`) over the OCI store: every package release is an OCI
+//! index of per-format manifests (see [`artifact`]).
+
+pub mod artifact;
+mod errors;
+mod handlers;
+mod models;
+pub mod package;
+mod routes;
+pub mod semver;
+pub mod service;
+pub mod stream;
+
+use actix_web::web;
+
+pub use errors::ApprError;
+pub use routes::Route;
+
+/// Mount `/cnr/...` and `/api/v1/...`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cnr", web::route().to(handlers::dispatch))
+        .route("/cnr/{tail:.*}", web::route().to(handlers::dispatch))
+        .route("/api/v1/{tail:.*}", web::route().to(handlers::dispatch));
+}

@@ -149,6 +149,13 @@ impl Release {
         self.formats.iter().find(|f| f.media_type == media_type)
     }
 
+    /// Whether the tag points at an index (not straight at a format's manifest).
+    pub fn root_is_index(&self) -> bool {
+        self.formats
+            .iter()
+            .all(|f| f.manifest.digest != self.root.digest)
+    }
+
     pub fn media_types(&self) -> Vec<String> {
         self.formats.iter().map(|f| f.media_type.clone()).collect()
     }
@@ -634,7 +641,7 @@ impl Appr {
                 })
                 .collect();
             self.put_index(repo, release, entries).await?;
-            if rel.root.digest != format.manifest.digest {
+            if rel.root_is_index() {
                 self.unlink(repo, &rel.root.digest).await?;
             }
         }

@@ -373,10 +373,8 @@ impl Appr {
         self.put_index(repo, &release, entries).await?;
 
         // What the new index replaced is no longer part of the release.
-        if let Some(old) = &existing {
-            if old.root.digest != info.digest {
-                self.unlink(repo, &old.root.digest).await?;
-            }
+        if let Some(old) = existing.as_ref().filter(|r| r.root_is_index()) {
+            self.unlink(repo, &old.root.digest).await?;
         }
         if let Some(old) = replaced {
             if old.manifest.digest != info.digest {

@@ -20,7 +20,7 @@ use tracing_actix_web::{RequestId, RootSpanBuilder};
 use super::metrics::METRICS;
 use crate::oci::Route;
 
-/// The metrics route label: the `/v2` route kind, else the actix route pattern.
+/// The metrics route label: the `/v2` or APPR route kind, else the actix route pattern.
 pub fn route_label(req: &HttpRequest) -> String {
     let path = req.path();
     if let Some(rest) = path.strip_prefix("/v2") {
@@ -30,6 +30,9 @@ pub fn route_label(req: &HttpRequest) -> String {
                 .unwrap_or("v2_unknown")
                 .to_string();
         }
+    }
+    if let Some(r) = crate::appr::Route::parse(path) {
+        return r.label().to_string();
     }
     req.match_pattern()
         .unwrap_or_else(|| "unmatched".to_string())

@@ -35,7 +35,7 @@ impl Server {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_apprd"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apprd"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--root")
             .arg(dir.path().join("data"))
@@ -57,6 +57,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("apprd did not start");
     }
 

@@ -559,7 +559,7 @@ impl Appr {
         let filter = query.map(search_regex).transpose()?;
         let mut out = Vec::new();
         for repo in self.reg.catalog(None, None).await?.items {
-            let Some((ns, _)) = repo.split_once('/') else {
+            let Some(ns) = appr_namespace(&repo) else {
                 continue;
             };
             if namespace.is_some_and(|n| n != ns)
@@ -605,7 +605,10 @@ impl Appr {
         let re = search_regex(query)?;
         let mut out = Vec::new();
         for repo in self.reg.catalog(None, None).await?.items {
-            if repo.contains('/') && re.is_match(&repo) && !self.releases(&repo).await?.is_empty() {
+            if appr_namespace(&repo).is_some()
+                && re.is_match(&repo)
+                && !self.releases(&repo).await?.is_empty()
+            {
                 out.push(repo);
             }
         }
@@ -680,6 +683,12 @@ impl Appr {
             })
             .await?)
     }
+}
+
+/// APPR packages are `ns/name`: repositories of other depths are not theirs.
+fn appr_namespace(repo: &str) -> Option<&str> {
+    let (ns, name) = repo.split_once('/')?;
+    (!name.contains('/')).then_some(ns)
 }
 
 fn search_regex(q: &str) -> Result<Regex> {

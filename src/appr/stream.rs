@@ -403,7 +403,9 @@ fn b64() -> base64::engine::GeneralPurpose {
 mod tests {
     use super::*;
 
-    fn run(body: &[u8], step: usize) -> Result<(Map<String, Value>, Vec<u8>, usize), BodyError> {
+    type Parsed = (Map<String, Value>, Vec<u8>, usize);
+
+    fn run(body: &[u8], step: usize) -> Result<Parsed, BodyError> {
         let mut p = PushParser::default();
         let mut blob = Vec::new();
         let mut starts = 0;

@@ -25,8 +25,13 @@ if [ -z "$only" ]; then
   echo "== format and lints"
   cargo fmt --all -- --check
   cargo clippy --release --locked --all-targets -- -D warnings
-  echo "== unit and integration tests"
-  cargo test --release --locked
+  echo "== unit and integration tests (S3 ones on a moto started here)"
+  (
+    # shellcheck disable=SC1091
+    source scripts/lib.sh
+    start_moto
+    APPRD_TEST_S3_ENDPOINT=$MOTO_URL APPRD_REQUIRE_S3=1 cargo test --release --locked
+  )
 fi
 
 backends=${APPRD_TEST_STORAGE:-filesystem s3}

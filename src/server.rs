@@ -8,12 +8,12 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::config::{Config, StorageKind};
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::store::{fs::FsBackend, Backend};
+use crate::store::{fs::FsBackend, s3::S3Backend, Backend};
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
     match config.storage {
         StorageKind::Filesystem => Ok(Arc::new(FsBackend::open(&config.root).await?)),
-        StorageKind::S3 => anyhow::bail!("the s3 backend is not built yet"),
+        StorageKind::S3 => Ok(Arc::new(S3Backend::connect(&config.s3).await?)),
     }
 }
 

@@ -234,6 +234,7 @@ impl Registry {
                 }
             }
         }
+        purged += self.store.purge_stale(ttl_secs).await?;
         Ok(purged)
     }
 }

@@ -170,11 +170,76 @@ pub async fn run(b: &dyn Backend, ns: &str) {
         big
     );
 
+    multipart_sized(b, &k).await;
+
     b.check().await.unwrap();
     for key in b.list(&format!("{ns}/")).await.unwrap() {
         b.delete(&key).await.unwrap();
     }
     assert!(b.list(&format!("{ns}/")).await.unwrap().is_empty());
+}
+
+fn pattern(from: usize, len: usize) -> Vec<u8> {
+    (from..from + len).map(|i| (i % 251) as u8).collect()
+}
+
+fn chunked(data: &[u8], chunk: usize) -> ByteStream {
+    let items: Vec<std::io::Result<Bytes>> = data
+        .chunks(chunk)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(stream::iter(items))
+}
+
+/// Staged appends across several multipart parts (parts are 5..8 MiB on S3),
+/// with a failed append in the middle of a part.
+async fn multipart_sized(b: &dyn Backend, k: &dyn Fn(&str) -> String) {
+    const MIB: usize = 1024 * 1024;
+    let all = pattern(0, 14 * MIB + 123);
+    let s = k("stage/big");
+    let cuts = [3 * MIB, 11 * MIB, all.len()];
+    let mut at = 0;
+    for (i, end) in cuts.into_iter().enumerate() {
+        if i == 1 {
+            // Fails after 4 MiB: nothing of it may remain.
+            let mut items: Vec<std::io::Result<Bytes>> = all[at..at + 4 * MIB]
+                .chunks(64 * 1024)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            items.push(Err(std::io::Error::other("client went away")));
+            let bad: ByteStream = Box::pin(stream::iter(items));
+            assert!(matches!(
+                b.stage_append(&s, at as u64, bad).await,
+                Err(StoreError::Body(_))
+            ));
+        }
+        let got = b
+            .stage_append(&s, at as u64, chunked(&all[at..end], 100_000))
+            .await
+            .unwrap();
+        assert_eq!(got, end as u64);
+        at = end;
+    }
+    assert!(collect(b.stage_read(&s).await.unwrap()).await == all);
+    b.stage_commit(&s, &k("final/big")).await.unwrap();
+    assert!(collect(b.get(&k("final/big"), None).await.unwrap()).await == all);
+    let r = ByteRange {
+        start: 5 * MIB as u64 - 3,
+        end: 5 * MIB as u64 + 2,
+    };
+    assert_eq!(
+        collect(b.get(&k("final/big"), Some(r)).await.unwrap()).await,
+        &all[r.start as usize..=r.end as usize]
+    );
+
+    // commit straight from an open multipart upload (no read first)
+    let s2 = k("stage/big2");
+    b.stage_append(&s2, 0, chunked(&all[..9 * MIB], 1 << 20))
+        .await
+        .unwrap();
+    b.stage_commit(&s2, &k("final/big2")).await.unwrap();
+    assert!(collect(b.get(&k("final/big2"), None).await.unwrap()).await == all[..9 * MIB]);
+    b.stage_abort(&k("stage/never")).await.unwrap();
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! catalog/<repo>/_repo                            marker: the repository exists
 //! uploads/<id>/session                            upload session record (offset, hash state)
 //! uploads/<id>/data                               staged upload bytes (backend-managed)
+//! uploads/<id>/data._stage                        S3: staging record (multipart id, part etags, tail)
+//! uploads/<id>/data._tail/<uuid>                  S3: staged bytes past the last full part
 //! _health/<probe>                                 readiness probe object
 //! ```
 //!
@@ -113,6 +115,20 @@ pub fn upload_session(id: &str) -> String {
 
 pub fn upload_data(id: &str) -> String {
     format!("{UPLOADS}{id}/data")
+}
+
+/// The record a backend keeps beside a staged object (S3: multipart state).
+pub fn stage_record(staged: &str) -> String {
+    format!("{staged}._stage")
+}
+
+/// A fresh key for bytes staged beside `staged` (S3: the tail past the last part).
+pub fn stage_tail(staged: &str) -> String {
+    format!("{}{}", stage_tail_dir(staged), uuid::Uuid::new_v4())
+}
+
+pub fn stage_tail_dir(staged: &str) -> String {
+    format!("{staged}._tail/")
 }
 
 pub fn health_probe() -> String {

@@ -6,6 +6,7 @@ pub mod contract;
 pub mod fs;
 pub mod instrumented;
 pub mod layout;
+pub mod s3;
 
 use std::io;
 use std::pin::Pin;
@@ -107,6 +108,12 @@ pub trait Backend: Send + Sync + 'static {
         let size = self.stage_append(staged, 0, body).await?;
         self.stage_commit(staged, dest).await?;
         Ok(size)
+    }
+
+    /// Remove leftovers the backend keeps beyond upload sessions (S3: multipart
+    /// uploads) idle for longer than `ttl_secs`; returns how many.
+    async fn purge_stale(&self, _ttl_secs: u64) -> StoreResult<usize> {
+        Ok(0)
     }
 
     /// A time-limited URL to read `key` directly, where the backend has one.

@@ -1,0 +1,522 @@
+//! S3-compatible backend (AWS S3, Garage, Ceph RGW, SeaweedFS, MinIO, moto).
+//!
+//! Every key is `<prefix><layout key>` in one bucket; the bucket is the only
+//! shared state between replicas. Small objects are single PUTs; staged
+//! uploads stream into multipart uploads ([`staging`] explains the design).
+//!
+//! Client settings, and why:
+//! - checksums `WhenRequired`: the SDK's default streamed CRC trailers and
+//!   part CRCs on CompleteMultipartUpload break Garage and s3rver
+//!   (`shared/reference/s3-test-servers.md`); digests are checked by apprd.
+//! - standard retries (3 attempts, 200 ms..2 s backoff, throttling such as 503
+//!   SlowDown included) and a 3 s connect / 30 s read timeout: an unreachable
+//!   store becomes [`StoreError::Unavailable`] within seconds, never a hang.
+//!   Every retried body is in memory (`Bytes`), so retries can resend it.
+
+mod staging;
+
+use std::io;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+use super::{Backend, ByteRange, ByteStream, Condition, Meta, StoreError, StoreResult};
+use crate::config::S3Config;
+
+/// Largest object a single CopyObject may copy.
+const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// Piece size of a multipart copy of anything larger.
+const COPY_PART: u64 = 1024 * 1024 * 1024;
+/// Lifetime of presigned GET URLs.
+const PRESIGN_TTL: Duration = Duration::from_secs(15 * 60);
+
+pub struct S3Backend {
+    client: Client,
+    bucket: String,
+    /// Empty, or ends with `/`.
+    prefix: String,
+    part_size: u64,
+}
+
+/// The SDK client from the standard AWS chain (env, profiles, web identity)
+/// with apprd's checksum, retry and timeout settings; also the endpoint, for messages.
+pub async fn client(path_style: bool) -> (Client, String) {
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(RegionProviderChain::default_provider().or_else("us-east-1"))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(2)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .read_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await;
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(path_style)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    let endpoint = shared
+        .endpoint_url()
+        .unwrap_or("the AWS default endpoint")
+        .to_string();
+    (Client::from_conf(conf), endpoint)
+}
+
+impl S3Backend {
+    pub fn new(client: Client, bucket: &str, prefix: &str, part_size: u64) -> Self {
+        let prefix = prefix.trim_matches('/');
+        S3Backend {
+            client,
+            bucket: bucket.to_string(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            part_size,
+        }
+    }
+
+    /// Connect with the AWS chain and check that the bucket exists.
+    pub async fn connect(cfg: &S3Config) -> anyhow::Result<Self> {
+        let (client, endpoint) = client(cfg.path_style).await;
+        let b = &cfg.bucket;
+        if let Err(e) = client.head_bucket().bucket(b).send().await {
+            match status(&e) {
+                Some(404) => anyhow::bail!(
+                    "S3 bucket {b:?} does not exist at {endpoint}; create it first (apprd never creates buckets)"
+                ),
+                Some(301) | Some(400) => anyhow::bail!(
+                    "S3 bucket {b:?} at {endpoint} answered {:?}: check AWS_REGION and --s3-path-style",
+                    status(&e)
+                ),
+                Some(403) => anyhow::bail!(
+                    "access to S3 bucket {b:?} at {endpoint} denied: check the AWS credentials"
+                ),
+                _ => anyhow::bail!(
+                    "cannot reach S3 bucket {b:?} at {endpoint}: {}",
+                    DisplayErrorContext(&e)
+                ),
+            }
+        }
+        Ok(Self::new(client, b, &cfg.prefix, cfg.part_size))
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// `bucket/key` for the copy-source headers, percent-encoded.
+    fn copy_source(&self, key: &str) -> String {
+        let mut out = format!("{}/", self.bucket);
+        for b in self.key(key).bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    out.push(b as char)
+                }
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+
+    /// Server-side copy: the bytes never pass through apprd.
+    async fn copy(&self, from: &str, to: &str, size: u64) -> StoreResult<()> {
+        if size <= MAX_COPY {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(self.key(to))
+                .copy_source(self.copy_source(from))
+                .send()
+                .await
+                .map_err(|e| store_err("CopyObject", to, e))?;
+            return Ok(());
+        }
+        let id = self.create_multipart(to).await?;
+        let result = async {
+            let mut etags = Vec::new();
+            let mut start = 0;
+            while start < size {
+                let end = (start + COPY_PART).min(size) - 1;
+                let n = etags.len() as i32 + 1;
+                etags.push(self.copy_part(to, &id, n, from, Some((start, end))).await?);
+                start = end + 1;
+            }
+            self.complete_multipart(to, &id, &etags).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.abort_multipart(to, &id).await;
+        }
+        result
+    }
+
+    async fn create_multipart(&self, key: &str) -> StoreResult<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| store_err("CreateMultipartUpload", key, e))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| protocol("CreateMultipartUpload without an upload id"))
+    }
+
+    async fn upload_part(&self, key: &str, id: &str, n: i32, data: Bytes) -> StoreResult<String> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .upload_id(id)
+            .part_number(n)
+            .body(SdkBody::from(data))
+            .send()
+            .await
+            .map_err(|e| store_err("UploadPart", key, e))?;
+        out.e_tag()
+            .map(str::to_string)
+            .ok_or_else(|| protocol("UploadPart without an etag"))
+    }
+
+    /// A part of `key`'s multipart upload copied from `from` (all of it, or a range).
+    async fn copy_part(
+        &self,
+        key: &str,
+        id: &str,
+        n: i32,
+        from: &str,
+        range: Option<(u64, u64)>,
+    ) -> StoreResult<String> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .upload_id(id)
+            .part_number(n)
+            .copy_source(self.copy_source(from))
+            .set_copy_source_range(range.map(|(a, b)| format!("bytes={a}-{b}")))
+            .send()
+            .await
+            .map_err(|e| store_err("UploadPartCopy", key, e))?;
+        out.copy_part_result()
+            .and_then(|r| r.e_tag())
+            .map(str::to_string)
+            .ok_or_else(|| protocol("UploadPartCopy without an etag"))
+    }
+
+    async fn complete_multipart(&self, key: &str, id: &str, etags: &[String]) -> StoreResult<()> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let parts = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(e)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| store_err("CompleteMultipartUpload", key, e))?;
+        Ok(())
+    }
+
+    /// Abort a multipart upload; one that is already gone is fine.
+    async fn abort_multipart(&self, key: &str, id: &str) -> StoreResult<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .upload_id(id)
+            .send()
+            .await
+            .map_err(|e| store_err("AbortMultipartUpload", key, e))
+        {
+            Err(StoreError::NotFound) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// HeadObject, or `None` for a missing object.
+    async fn head(&self, key: &str) -> StoreResult<Option<HeadObjectOutput>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| store_err("HeadObject", key, e))
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn fetch(&self, key: &str, range: Option<ByteRange>) -> StoreResult<GetObjectOutput> {
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end)))
+            .send()
+            .await
+            .map_err(|e| store_err("GetObject", key, e))
+    }
+
+    /// Last-modified time (unix seconds) of an object, if it exists.
+    async fn modified(&self, key: &str) -> StoreResult<Option<i64>> {
+        Ok(self
+            .head(key)
+            .await?
+            .map(|out| out.last_modified().map(|t| t.secs()).unwrap_or(0)))
+    }
+}
+
+fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+fn protocol(msg: &str) -> StoreError {
+    StoreError::Io(io::Error::other(format!("s3: {msg}")))
+}
+
+/// Map an SDK error (after the SDK's own retries) onto the store's errors.
+fn store_err<E>(op: &str, key: &str, e: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = e.code().unwrap_or("").to_string();
+    let msg = || format!("s3 {op} {key}: {}", DisplayErrorContext(&e));
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+            return StoreError::Unavailable(msg())
+        }
+        _ => {}
+    }
+    match status(&e) {
+        Some(404) => StoreError::NotFound,
+        Some(412) => StoreError::PreconditionFailed,
+        Some(409) if code == "ConditionalRequestConflict" => StoreError::PreconditionFailed,
+        Some(403) | Some(429) | Some(500..) => StoreError::Unavailable(msg()),
+        _ => StoreError::Io(io::Error::other(msg())),
+    }
+}
+
+fn etag_of(e: Option<&str>) -> StoreResult<String> {
+    e.map(str::to_string)
+        .ok_or_else(|| protocol("response without an etag"))
+}
+
+/// The SDK's body as the store's stream of chunks.
+fn stream_of(body: SdkBody) -> ByteStream {
+    Box::pin(futures_util::stream::try_unfold(body, |mut b| async move {
+        match b.try_next().await {
+            Ok(Some(chunk)) => Ok(Some((chunk, b))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }))
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+
+    async fn stat(&self, key: &str) -> StoreResult<Option<Meta>> {
+        match self.head(key).await? {
+            Some(out) => Ok(Some(Meta {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: etag_of(out.e_tag())?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {
+        Ok(stream_of(self.fetch(key, range).await?.body))
+    }
+
+    async fn read(&self, key: &str) -> StoreResult<(Bytes, Meta)> {
+        let out = self.fetch(key, None).await?;
+        let etag = etag_of(out.e_tag())?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("s3 GetObject {key}: {e}")))?
+            .into_bytes();
+        Ok((
+            data.clone(),
+            Meta {
+                size: data.len() as u64,
+                etag,
+            },
+        ))
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<Meta> {
+        let size = data.len() as u64;
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .body(SdkBody::from(data))
+            .send()
+            .await
+            .map_err(|e| store_err("PutObject", key, e))?;
+        Ok(Meta {
+            size,
+            etag: etag_of(out.e_tag())?,
+        })
+    }
+
+    async fn put_if(&self, key: &str, data: Bytes, cond: Condition) -> StoreResult<Meta> {
+        let size = data.len() as u64;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .body(SdkBody::from(data));
+        let req = match cond {
+            Condition::Absent => req.if_none_match("*"),
+            Condition::Matches(etag) => req.if_match(etag),
+        };
+        match req.send().await.map_err(|e| store_err("PutObject", key, e)) {
+            Ok(out) => Ok(Meta {
+                size,
+                etag: etag_of(out.e_tag())?,
+            }),
+            // If-Match on a missing key: 404 on AWS and moto, 412 elsewhere.
+            Err(StoreError::NotFound) => Err(StoreError::PreconditionFailed),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(self.key(prefix))
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| store_err("ListObjectsV2", prefix, e))?;
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key()?.strip_prefix(&self.prefix))
+                    .map(str::to_string),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| store_err("DeleteObject", key, e))
+        {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn stage_append(&self, staged: &str, offset: u64, body: ByteStream) -> StoreResult<u64> {
+        self.staged_append(staged, offset, body).await
+    }
+
+    async fn stage_read(&self, staged: &str) -> StoreResult<ByteStream> {
+        self.staged_read(staged).await
+    }
+
+    async fn stage_commit(&self, staged: &str, dest: &str) -> StoreResult<()> {
+        self.staged_commit(staged, dest).await
+    }
+
+    async fn stage_abort(&self, staged: &str) -> StoreResult<()> {
+        self.staged_abort(staged).await
+    }
+
+    async fn put_stream(&self, staged: &str, dest: &str, body: ByteStream) -> StoreResult<u64> {
+        self.staged_put_stream(staged, dest, body).await
+    }
+
+    async fn purge_stale(&self, ttl_secs: u64) -> StoreResult<usize> {
+        self.purge_multipart(ttl_secs).await
+    }
+
+    async fn presign_get(&self, key: &str) -> Option<String> {
+        let conf = PresigningConfig::expires_in(PRESIGN_TTL).ok()?;
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .presigned(conf)
+            .await
+        {
+            Ok(req) => Some(req.uri().to_string()),
+            Err(e) => {
+                tracing::warn!(error = %DisplayErrorContext(&e), "cannot presign a blob URL");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Staged uploads on S3, shared by every replica through the bucket.
+//!
+//! A staged object `S` (e.g. `uploads/<id>/data`) is
+//! - a multipart upload *at key `S`* holding parts 1..=n, each exactly
+//!   `part_size` bytes (fixed when the staging starts, so replicas with other
+//!   settings agree);
+//! - a *tail* object `S._tail/<uuid>` with the bytes past the last full part
+//!   (always < `part_size`);
+//! - a record `S._stage` (JSON): upload id, part etags, tail key, size.
+//!
+//! `append` loads the tail into one part buffer, streams the body through it
+//! and uploads a part each time the buffer fills; what is left becomes a new
+//! tail (fresh key). Only then is the record rewritten (conditionally on its
+//! etag, so two replicas appending at once cannot both win). A failed append
+//! therefore leaves the record, and the staged object, at `offset`: parts it
+//! uploaded are re-uploaded under the same numbers by the next append, or
+//! dropped by CompleteMultipartUpload, which keeps only listed parts.
+//! Memory per upload: one part buffer. Cost: a chunk smaller than a part
+//! re-reads and rewrites the tail (< one part) once per chunk.
+//!
+//! `commit` uploads the tail as the last part with UploadPartCopy (server
+//! side), completes the multipart upload at `S` ("sealing" it), then copies
+//! `S` to the content-addressed destination with CopyObject (multipart copy
+//! above 5 GiB). The destination is unknown until the digest is checked, so
+//! this one server-side copy is the price; the bytes never pass through apprd
+//! (on Garage a copy only shares blocks; on AWS it takes seconds per GiB).
+//! Staged bytes below one part never start a multipart upload: the tail is
+//! copied to the destination, and `put_stream` of a small body is one PutObject.
+//!
+//! `read` (a second pass for another digest algorithm) seals first, since the
+//! parts of an open multipart upload cannot be read; a sealed staging takes
+//! no more appends. `abort` aborts the multipart upload and deletes the tail,
+//! the sealed object and the record. Multipart uploads that outlive the upload
+//! TTL without a live record are aborted by [`S3Backend::purge_multipart`].
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::S3Backend;
+use crate::store::{layout, Backend, ByteStream, Condition, StoreError, StoreResult};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Record {
+    part_size: u64,
+    size: u64,
+    #[serde(default)]
+    upload_id: Option<String>,
+    /// Etags of parts 1..=n, each `part_size` bytes.
+    #[serde(default)]
+    parts: Vec<String>,
+    #[serde(default)]
+    tail: Option<String>,
+    /// All `size` bytes are a complete object at the staged key.
+    #[serde(default)]
+    sealed: bool,
+}
+
+impl Record {
+    fn parts_bytes(&self) -> u64 {
+        self.parts.len() as u64 * self.part_size
+    }
+}
+
+fn inconsistent(staged: &str, why: &str) -> StoreError {
+    StoreError::Io(std::io::Error::other(format!(
+        "staged upload {staged}: {why}"
+    )))
+}
+
+impl S3Backend {
+    /// The record and its etag; a fresh record if there is none yet.
+    async fn load(&self, staged: &str) -> StoreResult<(Record, Option<String>)> {
+        match self.read(&layout::stage_record(staged)).await {
+            Ok((data, meta)) => {
+                let rec = serde_json::from_slice(&data)
+                    .map_err(|e| inconsistent(staged, &format!("corrupt record: {e}")))?;
+                Ok((rec, Some(meta.etag)))
+            }
+            Err(StoreError::NotFound) => Ok((
+                Record {
+                    part_size: self.part_size,
+                    ..Record::default()
+                },
+                None,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write the record if nobody changed it since we read `etag`.
+    async fn save(&self, staged: &str, rec: &Record, etag: Option<String>) -> StoreResult<String> {
+        let data = Bytes::from(serde_json::to_vec(rec).expect("records serialize"));
+        let cond = etag.map_or(Condition::Absent, Condition::Matches);
+        Ok(self
+            .put_if(&layout::stage_record(staged), data, cond)
+            .await?
+            .etag)
+    }
+
+    /// A multipart upload with no parts cannot be completed: drop it.
+    async fn drop_empty_multipart(&self, staged: &str, rec: &mut Record) {
+        if rec.parts.is_empty() {
+            if let Some(id) = rec.upload_id.take() {
+                let _ = self.abort_multipart(staged, &id).await;
+            }
+        }
+    }
+
+    pub(super) async fn staged_append(
+        &self,
+        staged: &str,
+        offset: u64,
+        mut body: ByteStream,
+    ) -> StoreResult<u64> {
+        let (mut rec, mut etag) = self.load(staged).await?;
+        if rec.sealed {
+            return Err(inconsistent(staged, "sealed by a read; no more appends"));
+        }
+        // Bytes past `offset` inside the tail may be cut (an append whose
+        // session update failed); full parts cannot be.
+        if offset > rec.size || offset < rec.parts_bytes() {
+            return Err(StoreError::OffsetMismatch {
+                expected: offset,
+                actual: rec.size,
+            });
+        }
+        let part_size = rec.part_size as usize;
+        let mut buf = BytesMut::with_capacity(part_size);
+        let keep = (offset - rec.parts_bytes()) as usize;
+        if keep > 0 {
+            let tail = rec
+                .tail
+                .clone()
+                .ok_or_else(|| inconsistent(staged, "tail missing"))?;
+            let (data, _) = self.read(&tail).await?;
+            if data.len() < keep {
+                return Err(inconsistent(staged, "tail too short"));
+            }
+            buf.extend_from_slice(&data[..keep]);
+        }
+        let mut parts = rec.parts.clone();
+        let mut size = offset;
+        let mut received = false;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            received |= !chunk.is_empty();
+            size += chunk.len() as u64;
+            buf.extend_from_slice(&chunk);
+            while buf.len() >= part_size {
+                let part = buf.split_to(part_size).freeze();
+                let id = match &rec.upload_id {
+                    Some(id) => id.clone(),
+                    None => {
+                        // Recorded at once so that no multipart upload is ever orphaned.
+                        let id = self.create_multipart(staged).await?;
+                        rec.upload_id = Some(id.clone());
+                        etag = Some(self.save(staged, &rec, etag).await?);
+                        id
+                    }
+                };
+                let n = parts.len() as i32 + 1;
+                parts.push(self.upload_part(staged, &id, n, part).await?);
+                // The buffer shrank; keep one part of capacity, not more.
+                buf.reserve(part_size.saturating_sub(buf.len()));
+            }
+        }
+        if !received && offset == rec.size {
+            return Ok(size);
+        }
+        let new_tail = if buf.is_empty() {
+            None
+        } else {
+            let key = layout::stage_tail(staged);
+            self.put(&key, buf.freeze()).await?;
+            Some(key)
+        };
+        let old_tail = rec.tail.take();
+        rec.parts = parts;
+        rec.tail = new_tail.clone();
+        rec.size = size;
+        match self.save(staged, &rec, etag).await {
+            Ok(_) => {
+                if let Some(t) = old_tail {
+                    let _ = self.delete(&t).await;
+                }
+                Ok(size)
+            }
+            Err(e) => {
+                if let Some(t) = new_tail {
+                    let _ = self.delete(&t).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Complete the multipart upload (tail as the last part) at the staged key.
+    async fn seal(
+        &self,
+        staged: &str,
+        mut rec: Record,
+        etag: Option<String>,
+    ) -> StoreResult<Record> {
+        let Some(id) = rec.upload_id.clone() else {
+            return Err(inconsistent(staged, "nothing to seal"));
+        };
+        let mut parts = rec.parts.clone();
+        if let Some(tail) = &rec.tail {
+            let n = parts.len() as i32 + 1;
+            parts.push(self.copy_part(staged, &id, n, tail, None).await?);
+        }
+        match self.complete_multipart(staged, &id, &parts).await {
+            Ok(()) => {}
+            // Completed by an earlier attempt whose record update was lost.
+            Err(StoreError::NotFound)
+                if self.stat(staged).await?.map(|m| m.size) == Some(rec.size) => {}
+            Err(e) => return Err(e),
+        }
+        let old_tail = rec.tail.take();
+        rec.upload_id = None;
+        rec.parts.clear();
+        rec.sealed = true;
+        self.save(staged, &rec, etag).await?;
+        if let Some(t) = old_tail {
+            let _ = self.delete(&t).await;
+        }
+        Ok(rec)
+    }
+
+    pub(super) async fn staged_read(&self, staged: &str) -> StoreResult<ByteStream> {
+        let (mut rec, etag) = self.load(staged).await?;
+        self.drop_empty_multipart(staged, &mut rec).await;
+        if rec.upload_id.is_some() {
+            self.seal(staged, rec, etag).await?;
+            return self.get(staged, None).await;
+        }
+        match (&rec.tail, rec.sealed) {
+            (_, true) => self.get(staged, None).await,
+            (Some(tail), false) => self.get(tail, None).await,
+            (None, false) => Ok(Box::pin(futures_util::stream::empty())),
+        }
+    }
+
+    pub(super) async fn staged_commit(&self, staged: &str, dest: &str) -> StoreResult<()> {
+        let (mut rec, etag) = self.load(staged).await?;
+        self.drop_empty_multipart(staged, &mut rec).await;
+        if rec.upload_id.is_some() {
+            rec = self.seal(staged, rec, etag).await?;
+        }
+        match (&rec.tail, rec.sealed) {
+            (_, true) => self.copy(staged, dest, rec.size).await?,
+            (Some(tail), false) => self.copy(tail, dest, rec.size).await?,
+            (None, false) => {
+                self.put(dest, Bytes::new()).await?;
+            }
+        }
+        self.staged_abort(staged).await
+    }
+
+    pub(super) async fn staged_abort(&self, staged: &str) -> StoreResult<()> {
+        let (rec, _) = self.load(staged).await?;
+        if let Some(id) = &rec.upload_id {
+            self.abort_multipart(staged, id).await?;
+        }
+        // Tails of appends that failed after writing one are swept too.
+        let tails = self.list(&layout::stage_tail_dir(staged)).await?;
+        for key in rec.tail.iter().chain(tails.iter()) {
+            self.delete(key).await?;
+        }
+        self.delete(staged).await?;
+        // The record goes last: an abort that fails half way can be repeated.
+        self.delete(&layout::stage_record(staged)).await
+    }
+
+    /// A body of less than one part is one PutObject; a larger one streams
+    /// through a staged multipart upload.
+    pub(super) async fn staged_put_stream(
+        &self,
+        staged: &str,
+        dest: &str,
+        mut body: ByteStream,
+    ) -> StoreResult<u64> {
+        let mut head = BytesMut::new();
+        while (head.len() as u64) < self.part_size {
+            match body.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk.map_err(StoreError::Body)?),
+                None => {
+                    let size = head.len() as u64;
+                    self.put(dest, head.freeze()).await?;
+                    return Ok(size);
+                }
+            }
+        }
+        self.staged_abort(staged).await?;
+        let first = futures_util::stream::once(async move { Ok(head.freeze()) });
+        let result = async {
+            let size = self
+                .staged_append(staged, 0, Box::pin(first.chain(body)))
+                .await?;
+            self.staged_commit(staged, dest).await?;
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.staged_abort(staged).await;
+        }
+        result
+    }
+
+    /// Abort multipart uploads under `uploads/` started more than `ttl_secs`
+    /// ago whose staging record is gone, stale, or names another upload.
+    pub(super) async fn purge_multipart(&self, ttl_secs: u64) -> StoreResult<usize> {
+        let cutoff = chrono::Utc::now().timestamp() - ttl_secs as i64;
+        let mut purged = 0;
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.key(layout::UPLOADS))
+                .set_key_marker(key_marker)
+                .set_upload_id_marker(id_marker)
+                .send()
+                .await
+                .map_err(|e| super::store_err("ListMultipartUploads", layout::UPLOADS, e))?;
+            for u in page.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                let Some(staged) = key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                if u.initiated().map(|t| t.secs()).unwrap_or(0) > cutoff {
+                    continue;
+                }
+                let record = layout::stage_record(staged);
+                let live = match self.load(staged).await {
+                    Ok((rec, Some(_))) if rec.upload_id.as_deref() == Some(id) => {
+                        self.modified(&record).await?.unwrap_or(0) > cutoff
+                    }
+                    _ => false,
+                };
+                if !live {
+                    self.abort_multipart(staged, id).await?;
+                    purged += 1;
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(purged)
+    }
+}

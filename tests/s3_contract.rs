@@ -1,0 +1,190 @@
+//! The backend contract, and S3-only behaviour, against a real S3-compatible
+//! server. `scripts/test.sh` starts moto and sets `APPRD_TEST_S3_ENDPOINT`;
+//! with `APPRD_REQUIRE_S3=1` a missing endpoint fails instead of skipping.
+//! Credentials and region default to moto's "anything goes".
+
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use apprd::store::s3::{client, S3Backend};
+use apprd::store::{contract, Backend, Condition, StoreError};
+use bytes::Bytes;
+
+const MIB: u64 = 1024 * 1024;
+
+fn endpoint() -> Option<String> {
+    match std::env::var("APPRD_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var("APPRD_REQUIRE_S3").as_deref() == Ok("1") => {
+            panic!("APPRD_REQUIRE_S3=1 but APPRD_TEST_S3_ENDPOINT is not set")
+        }
+        _ => {
+            eprintln!("skipped: set APPRD_TEST_S3_ENDPOINT to run the S3 tests");
+            None
+        }
+    }
+}
+
+static ENV: Once = Once::new();
+
+/// Point the AWS chain at the test server (once, before any client reads it).
+fn setup(endpoint: &str) {
+    ENV.call_once(|| {
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            if std::env::var_os(k).is_none() {
+                std::env::set_var(k, v);
+            }
+        }
+    });
+}
+
+/// A fresh bucket, and a backend on it under a prefix.
+async fn backend(part_size: u64) -> Option<(S3Backend, String)> {
+    setup(&endpoint()?);
+    let (c, _) = client(true).await;
+    let bucket = format!("apprd-test-{}", uuid::Uuid::new_v4().simple());
+    c.create_bucket().bucket(&bucket).send().await.unwrap();
+    Some((S3Backend::new(c, &bucket, "/pfx/", part_size), bucket))
+}
+
+#[tokio::test]
+async fn s3_backend_honours_the_contract() {
+    let Some((b, _)) = backend(5 * MIB).await else {
+        return;
+    };
+    contract::run(&b, "contract").await;
+}
+
+#[tokio::test]
+async fn conditional_writes_have_one_winner_under_contention() {
+    let Some((b, _)) = backend(5 * MIB).await else {
+        return;
+    };
+    let b = Arc::new(b);
+    let race = |cond: Condition| {
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (b, cond) = (b.clone(), cond.clone());
+                tokio::spawn(
+                    async move { b.put_if("race", Bytes::from(format!("{i}")), cond).await },
+                )
+            })
+            .collect();
+        async move {
+            let mut wins = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(_) => wins += 1,
+                    Err(StoreError::PreconditionFailed) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            wins
+        }
+    };
+    assert_eq!(race(Condition::Absent).await, 1);
+    let etag = b.stat("race").await.unwrap().unwrap().etag;
+    assert_eq!(race(Condition::Matches(etag)).await, 1);
+    // If-Match on a missing key is a failed precondition (moto answers 404).
+    assert!(matches!(
+        b.put_if("nothing", Bytes::new(), Condition::Matches("\"x\"".into()))
+            .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+}
+
+#[tokio::test]
+async fn a_staged_upload_moves_between_replicas() {
+    let Some((a, bucket)) = backend(5 * MIB).await else {
+        return;
+    };
+    let (c, _) = client(true).await;
+    let b = S3Backend::new(c, &bucket, "pfx", 8 * MIB);
+    let data: Vec<u8> = (0..12 * MIB as usize).map(|i| (i % 253) as u8).collect();
+    let body = |s: &[u8]| -> apprd::store::ByteStream {
+        let v = Bytes::copy_from_slice(s);
+        Box::pin(futures_util::stream::iter(vec![Ok(v)]))
+    };
+    let six = 6 * MIB as usize;
+    assert_eq!(
+        a.stage_append("st", 0, body(&data[..six])).await.unwrap(),
+        six as u64
+    );
+    // Replica B (other part size setting) continues with A's part size.
+    assert_eq!(
+        b.stage_append("st", six as u64, body(&data[six..]))
+            .await
+            .unwrap(),
+        data.len() as u64
+    );
+    b.stage_commit("st", "done").await.unwrap();
+    let (back, _) = a.read("done").await.unwrap();
+    assert!(back[..] == data[..]);
+    assert!(a.list("st").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn abandoned_multipart_uploads_are_purged() {
+    let Some((b, _)) = backend(5 * MIB).await else {
+        return;
+    };
+    let staged = apprd::store::layout::upload_data("00000000-0000-4000-8000-000000000000");
+    let data = Bytes::from(vec![7u8; 6 * MIB as usize]);
+    b.stage_append(
+        &staged,
+        0,
+        Box::pin(futures_util::stream::iter(vec![Ok(data)])),
+    )
+    .await
+    .unwrap();
+    // A live staging is kept...
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(b.purge_stale(3600).await.unwrap(), 0);
+    // ...an orphaned multipart upload past the TTL is aborted.
+    b.delete(&apprd::store::layout::stage_record(&staged))
+        .await
+        .unwrap();
+    assert_eq!(b.purge_stale(0).await.unwrap(), 1);
+    assert_eq!(b.purge_stale(0).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_unavailable_quickly() {
+    let Some((_, bucket)) = backend(5 * MIB).await else {
+        return;
+    };
+    let conf = {
+        let (c, _) = client(true).await;
+        c.config()
+            .to_builder()
+            .endpoint_url("http://127.0.0.1:9")
+            .build()
+    };
+    let dead = S3Backend::new(aws_sdk_s3::Client::from_conf(conf), &bucket, "", 5 * MIB);
+    let t0 = Instant::now();
+    assert!(matches!(
+        dead.stat("x").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_named_at_startup() {
+    let Some(ep) = endpoint() else {
+        return;
+    };
+    setup(&ep);
+    let cfg = apprd::config::S3Config {
+        bucket: "apprd-no-such-bucket".into(),
+        path_style: true,
+        ..Default::default()
+    };
+    let err = S3Backend::connect(&cfg).await.err().unwrap().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+}

@@ -66,13 +66,16 @@ async fn conditional_writes_have_one_winner_under_contention() {
         return;
     };
     let b = Arc::new(b);
+    // Bodies differ per round and racer: S3 etags are content hashes, so a
+    // racer rewriting the current bytes would keep the etag and also win.
     let race = |cond: Condition| {
         let tasks: Vec<_> = (0..16)
             .map(|i| {
                 let (b, cond) = (b.clone(), cond.clone());
-                tokio::spawn(
-                    async move { b.put_if("race", Bytes::from(format!("{i}")), cond).await },
-                )
+                tokio::spawn(async move {
+                    let body = Bytes::from(format!("{cond:?}-{i}"));
+                    b.put_if("race", body, cond).await
+                })
             })
             .collect();
         async move {

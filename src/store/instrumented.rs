@@ -111,6 +111,11 @@ impl Backend for Instrumented {
         self.inner.presign_get(key).await
     }
 
+    async fn purge_stale(&self, ttl_secs: u64) -> StoreResult<usize> {
+        self.timed("purge_stale", self.inner.purge_stale(ttl_secs))
+            .await
+    }
+
     async fn check(&self) -> StoreResult<()> {
         self.timed("check", self.inner.check()).await
     }

@@ -3,7 +3,7 @@
 # exact version, into a cache folder OUTSIDE the clone: ${APPRD_CACHE:-$HOME/.cache/apprd}.
 #
 #   scripts/tools.sh            # test tools (the default; same as `scripts/tools.sh test`)
-#   scripts/tools.sh bench      # test tools + benchmark tools (Garage from crates.io, wrk, hey)
+#   scripts/tools.sh bench      # test tools + benchmark tools (CNCF Distribution, Garage, wrk, hey)
 #   scripts/tools.sh verify     # re-run the smoke checks of everything already installed
 #   scripts/tools.sh env        # only (re)write $APPRD_CACHE/env.sh and print its path
 #
@@ -184,19 +184,27 @@ verify_oci_conformance_redesign() {
   rm -rf "$res"
 }
 
-verify_oras() { "$1" version | grep -q "Version: *${ORAS_VERSION#v}" || die "oras version: $("$1" version)"; }
-verify_helm() { "$1" version --short | grep -q "^$HELM_VERSION" || die "helm version: $("$1" version --short)"; }
+# has_output PATTERN CMD...: CMD succeeds and its output matches PATTERN. (The output is captured
+# first: `cmd | grep -q` fails under pipefail when grep exits before cmd has written everything.)
+has_output() {
+  local pat=$1 out
+  shift
+  out=$("$@" 2>&1) && grep -q -- "$pat" <<<"$out"
+}
+
+verify_oras() { has_output "Version: *${ORAS_VERSION#v}" "$1" version || die "oras version: $("$1" version)"; }
+verify_helm() { has_output "^$HELM_VERSION" "$1" version --short || die "helm version: $("$1" version --short)"; }
 verify_crane() { [ "$("$1" version)" = "$CRANE_VERSION" ] || die "crane version: $("$1" version)"; }
 
 # Distribution: start it on a free port with the config written below and expect 200 on /v2/.
 verify_registry() {
   local port data pid rc=0
-  "$1" --version | grep -q "$DISTRIBUTION_VERSION" || die "registry --version: $("$1" --version)"
+  has_output "$DISTRIBUTION_VERSION" "$1" --version || die "registry --version: $("$1" --version)"
   write_registry_config
   port=$(free_port)
   data=$(mktemp -d)
   REGISTRY_HTTP_ADDR=127.0.0.1:$port REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=$data \
-    "$1" serve "$CACHE/etc/distribution-config.yml" >"$data.log" 2>&1 &
+    "$1" serve "$CACHE/etc/distribution-config.yml" >"$data.log" 2>&1 9>&- &
   pid=$!
   wait_http "http://127.0.0.1:$port/v2/" 20 "$pid" || rc=1
   [ "$rc" = 0 ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = 200 ] || rc=1
@@ -363,18 +371,18 @@ EOF
 
 verify_appr() {
   local out port data pid rc=0
-  "$BIN/appr" --help | grep -q 'delete-package' || die "appr --help failed"
+  has_output delete-package "$BIN/appr" --help || die "appr --help failed"
   out=$("$BIN/appr" version http://127.0.0.1:1 2>&1) || die "appr version exited non-zero: $out"
   grep -q "Client-version: $APPR_VERSION" <<<"$out" || die "appr version: $out"
   port=$(free_port)
   data=$(mktemp -d)
-  "$BIN/appr-reference-server" "$port" "$data" >"$data.log" 2>&1 &
+  "$BIN/appr-reference-server" "$port" "$data" >"$data.log" 2>&1 9>&- &
   pid=$!
   wait_http "http://127.0.0.1:$port/cnr/version" 30 "$pid" || rc=1
   out=$(curl -s "http://127.0.0.1:$port/cnr/version") || rc=1
   grep -q "\"appr-api\": \"$APPR_VERSION\"" <<<"$out" || rc=1
   # the real CLI against the real server
-  [ "$rc" = 0 ] && { "$BIN/appr" version "http://127.0.0.1:$port" | grep -q "appr-api': u'$APPR_VERSION" || rc=1; }
+  [ "$rc" = 0 ] && { has_output "appr-api': u'$APPR_VERSION" "$BIN/appr" version "http://127.0.0.1:$port" || rc=1; }
   stop_pid "$pid"
   [ "$rc" = 0 ] || die "appr reference server did not answer /cnr/version: $out $(tail -5 "$data.log")"
   rm -rf "$data" "$data.log"
@@ -403,7 +411,7 @@ verify_moto() {
   local port pid rc=0 base
   port=$(free_port)
   base=http://127.0.0.1:$port
-  "$BIN/moto_server" -H 127.0.0.1 -p "$port" >"$LOGS/moto-verify.log" 2>&1 &
+  "$BIN/moto_server" -H 127.0.0.1 -p "$port" >"$LOGS/moto-verify.log" 2>&1 9>&- &
   pid=$!
   wait_http "$base/" 30 "$pid" || rc=1
   if [ "$rc" = 0 ]; then
@@ -460,7 +468,7 @@ install_garage() {
 # the S3 port to answer.
 verify_garage() {
   local exe=$1 dir port pid rc=0
-  "$exe" --version 2>&1 | grep -q "$GARAGE_VERSION" || die "garage --version: $("$exe" --version 2>&1)"
+  has_output "$GARAGE_VERSION" "$exe" --version || die "garage --version: $("$exe" --version 2>&1)"
   dir=$(mktemp -d)
   port=$(free_port)
   cat >"$dir/garage.toml" <<EOF
@@ -478,7 +486,7 @@ root_domain = ".s3.garage.localhost"
 EOF
   GARAGE_DEFAULT_ACCESS_KEY=GK0123456789abcdef01234567 \
     GARAGE_DEFAULT_SECRET_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \
-    "$exe" -c "$dir/garage.toml" server --single-node --default-access-key >"$dir/log" 2>&1 &
+    "$exe" -c "$dir/garage.toml" server --single-node --default-access-key >"$dir/log" 2>&1 9>&- &
   pid=$!
   wait_http "http://127.0.0.1:$port/" 30 "$pid" || rc=1
   stop_pid "$pid"
@@ -502,8 +510,10 @@ write_env() {
     echo "export APPRD_ORAS=\"$BIN/oras\" APPRD_ORAS_VERSION=$ORAS_VERSION"
     echo "export APPRD_HELM=\"$BIN/helm\" APPRD_HELM_VERSION=$HELM_VERSION"
     echo "export APPRD_CRANE=\"$BIN/crane\" APPRD_CRANE_VERSION=$CRANE_VERSION"
-    echo "export APPRD_DISTRIBUTION=\"$BIN/registry\" APPRD_DISTRIBUTION_VERSION=$DISTRIBUTION_VERSION"
-    echo "export APPRD_DISTRIBUTION_CONFIG=\"$CACHE/etc/distribution-config.yml\""
+    if [ -e "$BIN/registry-$DISTRIBUTION_VERSION" ]; then
+      echo "export APPRD_DISTRIBUTION=\"$BIN/registry\" APPRD_DISTRIBUTION_VERSION=$DISTRIBUTION_VERSION"
+      echo "export APPRD_DISTRIBUTION_CONFIG=\"$CACHE/etc/distribution-config.yml\""
+    fi
     echo "export APPRD_SKOPEO=\"$(command -v skopeo || echo skopeo)\""
     echo "export APPRD_APPR=\"$BIN/appr\" APPRD_APPR_VERSION=$APPR_VERSION APPRD_APPR_VENV=\"$APPR_VENV\""
     echo "export APPRD_APPR_REFERENCE_SERVER=\"$BIN/appr-reference-server\""
@@ -576,8 +586,10 @@ run_verify() {
   log "helm $HELM_VERSION: ok"
   verify_crane "$BIN/crane"
   log "crane $CRANE_VERSION: ok"
-  verify_registry "$BIN/registry"
-  log "registry (distribution) $DISTRIBUTION_VERSION: ok"
+  if [ -e "$BIN/registry-$DISTRIBUTION_VERSION" ]; then
+    verify_registry "$BIN/registry"
+    log "registry (distribution) $DISTRIBUTION_VERSION: ok"
+  fi
   verify_skopeo
   log "skopeo: ok ($(skopeo --version))"
   verify_appr
@@ -608,6 +620,12 @@ main() {
   esac
 
   preflight
+  # One install at a time per cache (test.sh and a developer may both call this).
+  exec 9>"$CACHE/.lock"
+  if ! flock -n 9; then
+    log "another tools.sh run holds $CACHE/.lock; waiting for it"
+    flock 9
+  fi
   log "cache: $CACHE (mode: $MODE)"
   mkdir -p "$CACHE/build"
 
@@ -616,7 +634,10 @@ main() {
   want oras "$BIN/oras-$ORAS_VERSION" install_oras "$ORAS_VERSION"
   want helm "$BIN/helm-$HELM_VERSION" install_helm "$HELM_VERSION"
   want crane "$BIN/crane-$CRANE_VERSION" install_crane "$CRANE_VERSION"
-  want registry "$BIN/registry-$DISTRIBUTION_VERSION" install_registry "$DISTRIBUTION_VERSION"
+  # Distribution is only a benchmark peer: building it costs ~1.5 min of CPU, so only for bench.
+  if [ "$MODE" = bench ]; then
+    want registry "$BIN/registry-$DISTRIBUTION_VERSION" install_registry "$DISTRIBUTION_VERSION"
+  fi
   want appr "$APPR_STAMP|$BIN/appr|$BIN/appr-reference-server" install_appr "$APPR_VERSION"
   want moto "$MOTO_STAMP|$BIN/moto_server" install_moto "$MOTO_VERSION"
   if command -v skopeo >/dev/null; then
@@ -632,7 +653,8 @@ main() {
     link "oci-conformance-$OCI_CONF_LEGACY_LABEL.test" "oci-conformance-$OCI_CONF_LEGACY_VERSION.test"
   [ ! -e "$BIN/oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION" ] ||
     link oci-conformance-redesign "oci-conformance-redesign-$OCI_CONF_REDESIGN_VERSION"
-  [ -e "$CACHE/etc/distribution-config.yml" ] || write_registry_config
+  [ ! -e "$BIN/registry-$DISTRIBUTION_VERSION" ] || [ -e "$CACHE/etc/distribution-config.yml" ] ||
+    write_registry_config
   wait_all
 
   if [ "$MODE" = bench ]; then

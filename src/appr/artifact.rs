@@ -49,6 +49,17 @@ pub fn content_media_type(mt: &str) -> String {
     format!("application/vnd.appr.package.{mt}.v0.tar+gzip")
 }
 
+/// The layer's file name for `oras pull`: Helm's `<name>-<version>.tgz` for
+/// charts, else appr's `<ns>_<name>_<release>_<type>.tar.gz`, distinct per type.
+pub fn file_title(package: &str, release: &str, mt: &str) -> String {
+    if mt == HELM {
+        let name = package.rsplit('/').next().unwrap_or(package);
+        format!("{name}-{release}.tgz")
+    } else {
+        format!("{}_{release}_{mt}.tar.gz", package.replace('/', "_"))
+    }
+}
+
 /// OCI tags cannot hold `+`; semver never holds `_`.
 pub fn tag_of(release: &str) -> String {
     release.replace('+', "_")

@@ -336,10 +336,9 @@ impl Appr {
             art::content_media_type(&media_type)
         };
         let mut layer = Descriptor::new(&layer_type, checked.layer.clone(), checked.size);
-        layer.annotations.insert(
-            art::OCI_TITLE.into(),
-            format!("{}_{release}.tar.gz", repo.replace('/', "_")),
-        );
+        layer
+            .annotations
+            .insert(art::OCI_TITLE.into(), art::file_title(repo, &release, &media_type));
         let manifest = art::build_manifest(art::NewManifest {
             package: repo,
             release: &release,

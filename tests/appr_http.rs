@@ -896,3 +896,41 @@ async fn oci_view_of_appr_and_appr_view_of_oci() {
         409
     );
 }
+
+#[tokio::test]
+async fn concurrent_writers_lose_nothing() {
+    let s = Server::start().await;
+    let pkg = chart("cc", "1.0.0", "x");
+    let types: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let pushes = types
+        .iter()
+        .map(|mt| s.push("myns/cc", "1.0.0", mt, &pkg, false));
+    for (st, v) in futures_util::future::join_all(pushes).await {
+        assert_eq!(st, 200, "{v}");
+    }
+    let (_, list) = s.get(&format!("{P}/myns/cc/1.0.0")).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        types.len(),
+        "a concurrent push was lost: {list}"
+    );
+
+    let releases: Vec<String> = (0..6).map(|i| format!("2.0.{i}")).collect();
+    for r in &releases {
+        s.push("myns/cc", r, "helm", &pkg, false).await;
+    }
+    let paths: Vec<String> = releases
+        .iter()
+        .map(|r| format!("{P}/myns/cc/channels/stable/{r}"))
+        .collect();
+    let adds = paths.iter().map(|p| s.json(Method::POST, p, None));
+    for (st, _) in futures_util::future::join_all(adds).await {
+        assert_eq!(st, 200);
+    }
+    let (_, ch) = s.get(&format!("{P}/myns/cc/channels/stable")).await;
+    assert_eq!(
+        ch["releases"].as_array().unwrap().len(),
+        releases.len(),
+        "a channel update was lost: {ch}"
+    );
+}

@@ -623,35 +623,38 @@ impl Appr {
             release: None,
             media_type: None,
         };
-        let rel = self
-            .load_release(repo, release)
-            .await?
-            .ok_or_else(missing)?;
-        let format = rel.format(media_type).cloned().ok_or_else(missing)?;
-        let rest: Vec<&Format> = rel
-            .formats
-            .iter()
-            .filter(|f| f.media_type != media_type)
-            .collect();
-        if rest.is_empty() {
-            self.unlink(repo, &rel.root.digest).await?;
-            self.channels_drop_release(repo, release).await?;
-        } else {
-            let entries = rest
+        for _ in 0..TAG_RETRIES {
+            let rel = self
+                .load_release(repo, release)
+                .await?
+                .ok_or_else(missing)?;
+            let format = rel.format(media_type).cloned().ok_or_else(missing)?;
+            let rest: Vec<Descriptor> = rel
+                .formats
                 .iter()
+                .filter(|f| f.media_type != media_type)
                 .map(|f| {
                     art::index_entry(&f.media_type, f.manifest.digest.clone(), f.manifest.size)
                 })
                 .collect();
-            self.put_index(repo, release, entries).await?;
-            if rel.root_is_index() {
+            if rest.is_empty() {
+                self.unlink(repo, &rel.root.digest).await?;
+                self.channels_drop_release(repo, release).await?;
+            } else if self
+                .put_index(repo, release, rest, Some(&rel.root.digest))
+                .await?
+                .is_none()
+            {
+                continue;
+            } else if rel.root_is_index() {
                 self.unlink(repo, &rel.root.digest).await?;
             }
+            if rel.root.digest != format.manifest.digest {
+                self.unlink(repo, &format.manifest.digest).await?;
+            }
+            return Ok(());
         }
-        if rel.root.digest != format.manifest.digest {
-            self.unlink(repo, &format.manifest.digest).await?;
-        }
-        Ok(())
+        Err(busy(release))
     }
 
     async fn unlink(&self, repo: &str, digest: &Digest) -> Result<()> {
@@ -665,24 +668,42 @@ impl Appr {
         }
     }
 
-    async fn put_index(
+    /// Store a release index and move the release tag to it, if the tag
+    /// still points at `expected`; `None` when another writer moved it first.
+    pub(crate) async fn put_index(
         &self,
         repo: &str,
         release: &str,
         entries: Vec<Descriptor>,
-    ) -> Result<ManifestInfo> {
+        expected: Option<&Digest>,
+    ) -> Result<Option<ManifestInfo>> {
         let body = art::build_index(repo, release, entries);
-        Ok(self
+        let digest = Digest::sha256_of(&body);
+        let info = self
             .reg
             .put_manifest(PutManifest {
                 repo,
-                reference: &Reference::Tag(art::tag_of(release)),
+                reference: &Reference::Digest(digest.clone()),
                 content_type: Some(media::OCI_INDEX),
                 body: Bytes::from(body),
                 tags: &[],
             })
-            .await?)
+            .await?;
+        let moved = self
+            .reg
+            .swap_tag(repo, &art::tag_of(release), expected, &digest)
+            .await?;
+        Ok(moved.then_some(info))
     }
+}
+
+/// Tries of a release-tag update that keeps losing to other writers.
+pub(crate) const TAG_RETRIES: usize = 16;
+
+pub(crate) fn busy(release: &str) -> ServiceError {
+    ServiceError::Internal(format!(
+        "release {release} kept changing under concurrent writes; try again"
+    ))
 }
 
 /// APPR packages are `ns/name`: repositories of other depths are not theirs.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::names::{valid_tag, Reference};
 use super::{paginate, Error, Page, Registry, Result};
 use crate::digest::{Algorithm, Digest};
-use crate::store::layout;
+use crate::store::{layout, Condition, StoreError};
 
 pub mod media {
     pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -280,6 +280,44 @@ impl Registry {
             .read_json::<TagRecord>(&layout::tag(repo, tag))
             .await?
             .map(|t| t.digest))
+    }
+
+    /// Point `tag` at the stored manifest `digest` only if it still points at
+    /// `expected` (`None`: the tag must not exist). False when another writer
+    /// moved it first: read-modify-write of a tag, safe across replicas.
+    pub async fn swap_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+        expected: Option<&Digest>,
+        digest: &Digest,
+    ) -> Result<bool> {
+        self.check_repo(repo)?;
+        if !valid_tag(tag) {
+            return Err(Error::TagInvalid(tag.to_string()));
+        }
+        let key = layout::tag(repo, tag);
+        let cond = match self.store.read(&key).await {
+            Ok((bytes, meta)) => {
+                let current = serde_json::from_slice::<TagRecord>(&bytes).ok();
+                if current.as_ref().map(|t| &t.digest) != expected {
+                    return Ok(false);
+                }
+                Condition::Matches(meta.etag)
+            }
+            Err(StoreError::NotFound) if expected.is_none() => Condition::Absent,
+            Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let record = serde_json::to_vec(&TagRecord {
+            digest: digest.clone(),
+        })
+        .expect("records serialize");
+        match self.store.put_if(&key, Bytes::from(record), cond).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::PreconditionFailed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// What a reference names in `repo`.

@@ -10,7 +10,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{json_map, normalize_media_type, Appr, Checked, Result, ServiceError};
+use super::{
+    busy, json_map, normalize_media_type, Appr, Checked, Result, ServiceError, TAG_RETRIES,
+};
 use crate::appr::artifact::{self as art, Descriptor};
 use crate::appr::package::Inspector;
 use crate::appr::semver::Version;
@@ -336,9 +338,10 @@ impl Appr {
             art::content_media_type(&media_type)
         };
         let mut layer = Descriptor::new(&layer_type, checked.layer.clone(), checked.size);
-        layer
-            .annotations
-            .insert(art::OCI_TITLE.into(), art::file_title(repo, &release, &media_type));
+        layer.annotations.insert(
+            art::OCI_TITLE.into(),
+            art::file_title(repo, &release, &media_type),
+        );
         let manifest = art::build_manifest(art::NewManifest {
             package: repo,
             release: &release,
@@ -362,25 +365,51 @@ impl Appr {
             })
             .await?;
 
-        let mut entries: Vec<Descriptor> = existing
-            .iter()
-            .flat_map(|r| r.formats.iter())
-            .filter(|f| f.media_type != media_type)
-            .map(|f| art::index_entry(&f.media_type, f.manifest.digest.clone(), f.manifest.size))
-            .collect();
-        entries.push(art::index_entry(&media_type, digest, info.size));
-        self.put_index(repo, &release, entries).await?;
-
-        // What the new index replaced is no longer part of the release.
-        if let Some(old) = existing.as_ref().filter(|r| r.root_is_index()) {
-            self.unlink(repo, &old.root.digest).await?;
-        }
-        if let Some(old) = replaced {
-            if old.manifest.digest != info.digest {
-                self.unlink(repo, &old.manifest.digest).await?;
+        // Move the release tag to an index with the new entry; if another
+        // writer changed the release meanwhile, merge again with its version.
+        let mut existing = existing;
+        for _ in 0..TAG_RETRIES {
+            let replaced = existing
+                .as_ref()
+                .and_then(|r| r.format(&media_type).cloned());
+            let mut entries: Vec<Descriptor> = existing
+                .iter()
+                .flat_map(|r| r.formats.iter())
+                .filter(|f| f.media_type != media_type)
+                .map(|f| {
+                    art::index_entry(&f.media_type, f.manifest.digest.clone(), f.manifest.size)
+                })
+                .collect();
+            entries.push(art::index_entry(&media_type, digest.clone(), info.size));
+            let expected = existing.as_ref().map(|r| r.root.digest.clone());
+            if self
+                .put_index(repo, &release, entries, expected.as_ref())
+                .await?
+                .is_some()
+            {
+                // What the new index replaced is no longer part of the release.
+                if let Some(old) = existing.as_ref().filter(|r| r.root_is_index()) {
+                    self.unlink(repo, &old.root.digest).await?;
+                }
+                if let Some(old) = replaced.filter(|old| old.manifest.digest != info.digest) {
+                    self.unlink(repo, &old.manifest.digest).await?;
+                }
+                return Ok(());
+            }
+            existing = self.load_release(repo, &release).await?;
+            if !force
+                && existing
+                    .as_ref()
+                    .is_some_and(|r| r.format(&media_type).is_some())
+            {
+                return Err(ServiceError::Exists {
+                    package: repo.to_string(),
+                    release,
+                    media_type,
+                });
             }
         }
-        Ok(())
+        Err(busy(&release))
     }
 }
 

@@ -9,9 +9,12 @@
 //!   part CRCs on CompleteMultipartUpload break Garage and s3rver
 //!   (`shared/reference/s3-test-servers.md`); digests are checked by apprd.
 //! - standard retries (3 attempts, 200 ms..2 s backoff, throttling such as 503
-//!   SlowDown included) and a 3 s connect / 30 s read timeout: an unreachable
-//!   store becomes [`StoreError::Unavailable`] within seconds, never a hang.
-//!   Every retried body is in memory (`Bytes`), so retries can resend it.
+//!   SlowDown included), a 3 s connect timeout and a 20 s limit from sending a
+//!   request to its response head: a refusing store becomes
+//!   [`StoreError::Unavailable`] within a second, a silent one within about a
+//!   minute, never a hang. Server-side copies and multipart completions of
+//!   large objects get 5 minutes. Every retried body is in memory (`Bytes`),
+//!   so retries can resend it.
 
 mod staging;
 
@@ -40,6 +43,10 @@ use crate::config::S3Config;
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// Piece size of a multipart copy of anything larger.
 const COPY_PART: u64 = 1024 * 1024 * 1024;
+/// Time from sending a request to the response head (per attempt).
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// The same for copies and completions, which S3 does server-side in one request.
+const SLOW_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Lifetime of presigned GET URLs.
 const PRESIGN_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -62,12 +69,7 @@ pub async fn client(path_style: bool) -> (Client, String) {
                 .with_initial_backoff(Duration::from_millis(200))
                 .with_max_backoff(Duration::from_secs(2)),
         )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .read_timeout(Duration::from_secs(30))
-                .build(),
-        )
+        .timeout_config(timeouts(READ_TIMEOUT))
         .load()
         .await;
     let conf = aws_sdk_s3::config::Builder::from(&shared)
@@ -80,6 +82,18 @@ pub async fn client(path_style: bool) -> (Client, String) {
         .unwrap_or("the AWS default endpoint")
         .to_string();
     (Client::from_conf(conf), endpoint)
+}
+
+fn timeouts(read: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .read_timeout(read)
+        .build()
+}
+
+/// Per-operation settings for requests that copy or assemble whole objects.
+fn slow() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::new().timeout_config(timeouts(SLOW_READ_TIMEOUT))
 }
 
 impl S3Backend {
@@ -148,6 +162,8 @@ impl S3Backend {
                 .bucket(&self.bucket)
                 .key(self.key(to))
                 .copy_source(self.copy_source(from))
+                .customize()
+                .config_override(slow())
                 .send()
                 .await
                 .map_err(|e| store_err("CopyObject", to, e))?;
@@ -221,6 +237,8 @@ impl S3Backend {
             .part_number(n)
             .copy_source(self.copy_source(from))
             .set_copy_source_range(range.map(|(a, b)| format!("bytes={a}-{b}")))
+            .customize()
+            .config_override(slow())
             .send()
             .await
             .map_err(|e| store_err("UploadPartCopy", key, e))?;
@@ -252,6 +270,8 @@ impl S3Backend {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .customize()
+            .config_override(slow())
             .send()
             .await
             .map_err(|e| store_err("CompleteMultipartUpload", key, e))?;

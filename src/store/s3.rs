@@ -346,19 +346,27 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = e.code().unwrap_or("").to_string();
-    let msg = || format!("s3 {op} {key}: {}", DisplayErrorContext(&e));
+    // The full context (endpoint, key, cause) goes to the log; error bodies
+    // get a short reason only.
+    let unavailable = |reason: &str| {
+        tracing::warn!(op, key, error = %DisplayErrorContext(&e), "s3 store unavailable");
+        StoreError::Unavailable(format!("s3 {op}: {reason}"))
+    };
     match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-            return StoreError::Unavailable(msg())
-        }
+        SdkError::TimeoutError(_) => return unavailable("timed out"),
+        SdkError::DispatchFailure(_) => return unavailable("store unreachable"),
         _ => {}
     }
     match status(&e) {
         Some(404) => StoreError::NotFound,
         Some(412) => StoreError::PreconditionFailed,
         Some(409) if code == "ConditionalRequestConflict" => StoreError::PreconditionFailed,
-        Some(403) | Some(429) | Some(500..) => StoreError::Unavailable(msg()),
-        _ => StoreError::Io(io::Error::other(msg())),
+        Some(403) => unavailable("access denied"),
+        Some(s @ (429 | 500..)) => unavailable(&format!("answered {s} {code}")),
+        _ => StoreError::Io(io::Error::other(format!(
+            "s3 {op} {key}: {}",
+            DisplayErrorContext(&e)
+        ))),
     }
 }
 

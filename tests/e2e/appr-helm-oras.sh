@@ -49,7 +49,9 @@ PY
 curl -sf "$A_URL/v2/appns/apprchart/blobs/$LAYER" | cmp - "$APPR_TGZ" || fail "/v2 blob differs"
 (cd viaoras && oras pull --plain-http "$H/appns/apprchart:1.4.0" >/dev/null)
 cmp "$APPR_TGZ" viaoras/apprchart-1.4.0.tgz || fail "oras pull bytes differ"
-cmp "$APPR_TGZ" viaoras/appns_apprchart_1.4.0_docker-compose.tar.gz || fail "oras pull of the second format"
+mkdir -p viaappr/dc && (cd viaappr && appr pull "$R/appns/apprchart@1.4.0" -t docker-compose --tarball --dest dc >/dev/null)
+cmp viaappr/dc/appns_apprchart_1.4.0.tar.gz viaoras/appns_apprchart_1.4.0_docker-compose.tar.gz ||
+  fail "oras pull of the second format differs"
 # The APPR digest is the SHA-256 of the uncompressed tar.
 D=$(appr show "$R/appns/apprchart" -v 1.4.0 --output json | python3 -c 'import json,sys; print([m for m in json.load(sys.stdin) if "helm" in m["mediaType"]][0]["content"]["digest"])')
 [ "$D" = "$(gunzip_sha "$APPR_TGZ")" ] || fail "APPR digest $D"

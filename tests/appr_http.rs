@@ -18,6 +18,8 @@ struct Server {
     url: String,
     dir: tempfile::TempDir,
     http: Client,
+    /// `<endpoint>/<bucket>` when running on S3.
+    bucket: Option<String>,
 }
 
 impl Drop for Server {
@@ -28,6 +30,8 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// apprd on a temp folder, or on a fresh bucket of the S3 server at
+    /// `AWS_ENDPOINT_URL` when `APPRD_TEST_STORAGE=s3` (tests/e2e/appr-http.sh).
     async fn start() -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -35,24 +39,47 @@ impl Server {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apprd"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--root")
-            .arg(dir.path().join("data"))
+        let http = Client::builder().no_proxy().build().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_apprd"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        let bucket = if std::env::var("APPRD_TEST_STORAGE").as_deref() == Ok("s3") {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL for s3");
+            let bucket = format!("appr-http-{}", uuid::Uuid::new_v4().simple());
+            let res = http
+                .put(format!("{endpoint}/{bucket}"))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success(), "cannot create bucket {bucket}");
+            cmd.args([
+                "--storage",
+                "s3",
+                "--s3-path-style",
+                "true",
+                "--s3-bucket",
+                &bucket,
+            ]);
+            Some(format!("{endpoint}/{bucket}"))
+        } else {
+            cmd.args(["--storage", "filesystem", "--root"])
+                .arg(dir.path().join("data"));
+            None
+        };
+        let mut child = cmd
             .env("APPRD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let http = Client::builder().no_proxy().build().unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
+        for _ in 0..200 {
             if http.get(format!("{url}/v2/")).send().await.is_ok() {
                 return Server {
                     child,
                     url,
                     dir,
                     http,
+                    bucket,
                 };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -62,8 +89,39 @@ impl Server {
         panic!("apprd did not start");
     }
 
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+    /// Every object apprd stored (health probes aside), to prove that a
+    /// rejected request stored nothing.
+    async fn stored(&self) -> Vec<String> {
+        let mut keys = match &self.bucket {
+            None => {
+                let root = self.dir.path().join("data");
+                files(&root)
+                    .iter()
+                    .map(|p| {
+                        p.strip_prefix(&root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect()
+            }
+            Some(bucket) => {
+                let xml = self
+                    .http
+                    .get(format!("{bucket}?list-type=2"))
+                    .send()
+                    .await
+                    .unwrap();
+                let xml = xml.text().await.unwrap();
+                xml.split("<Key>")
+                    .skip(1)
+                    .filter_map(|k| k.split_once("</Key>").map(|(k, _)| k.to_string()))
+                    .collect::<Vec<_>>()
+            }
+        };
+        keys.retain(|k| !k.starts_with("_health"));
+        keys.sort();
+        keys
     }
 
     async fn req(&self, method: Method, path: &str, body: Option<Value>) -> Response {
@@ -327,15 +385,8 @@ async fn bad_pushes_are_400_or_422_and_store_nothing() {
         .unwrap()
         .contains("OCI repository name"));
 
-    assert_eq!(
-        files(&s.data())
-            .iter()
-            .filter(|p| !p.starts_with(s.data().join("_health")))
-            .count(),
-        0,
-        "a rejected push stored {:?}",
-        files(&s.data())
-    );
+    let stored = s.stored().await;
+    assert!(stored.is_empty(), "a rejected push stored {stored:?}");
     assert_eq!(s.get(P).await.1, json!([]));
 }
 
@@ -347,7 +398,8 @@ async fn push_conflict_force_and_show() {
         s.push("myns/mychart", "1.0.0", "helm", &v1, false).await,
         (StatusCode::OK, json!({"status": "ok"}))
     );
-    let before = files(&s.data());
+    let before = s.stored().await;
+    assert!(before.iter().any(|k| k.starts_with("blobs/")), "{before:?}");
     let other = chart("mychart", "1.0.0", "b");
     let (st, v) = s.push("myns/mychart", "1.0.0", "helm", &other, false).await;
     assert_eq!(st, 409);
@@ -355,7 +407,7 @@ async fn push_conflict_force_and_show() {
         v,
         json!({"code": "package-exists", "details": {"media_type": "helm", "package": "myns/mychart", "release": "1.0.0"}, "message": "Package exists already"})
     );
-    assert_eq!(files(&s.data()), before, "a 409 push left something behind");
+    assert_eq!(s.stored().await, before, "a 409 push left something behind");
 
     let (_, shown) = s.get(&format!("{P}/myns/mychart/1.0.0/helm")).await;
     assert_eq!(shown["content"]["digest"], appr_digest(&v1));

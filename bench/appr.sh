@@ -39,7 +39,9 @@ rss_tree_kib() { # PID: VmRSS of it and its children
 sample() { # PID FILE: write the peak RSS seen to FILE until killed
   local peak=0 r
   while true; do
-    r=$(rss_tree_kib "$1"); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" >"$2"
+    r=$(rss_tree_kib "$1")
+    # Replace the file atomically: the reader must never see it empty.
+    [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" >"$2.tmp" && mv -f "$2.tmp" "$2"
     sleep 0.02
   done
 }
@@ -51,7 +53,8 @@ measure() { # PID cmd... -> "<seconds> <peak MiB>"
   "$@" || fail "$* failed"
   t1=$(date +%s.%N)
   kill "$s"; wait "$s" 2>/dev/null || true
-  printf '%.2f %.1f\n' "$(echo "$t1 - $t0" | bc)" "$(echo "$(cat peak) / 1024" | bc -l)"
+  local p; p=$(cat peak)
+  printf '%.2f %.1f\n' "$(echo "$t1 - $t0" | bc)" "$(echo "${p:-0} / 1024" | bc -l)"
 }
 
 make_package() { # MiB: pkgN.tar.gz (incompressible) and pushN.json (the CLI's body)

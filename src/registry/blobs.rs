@@ -16,6 +16,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Store a small blob (a config) given whole, in one atomic write
+    /// instead of an upload session, and link it into `repo`.
+    pub async fn put_small_blob(&self, repo: &str, data: Bytes) -> Result<Digest> {
+        self.check_repo(repo)?;
+        let digest = Digest::sha256_of(&data);
+        let key = layout::blob(&digest);
+        if self.store.stat(&key).await?.is_none() {
+            self.store.put(&key, data).await?;
+        }
+        self.link_blob(repo, &digest).await?;
+        Ok(digest)
+    }
+
     /// Size of a blob `repo` may read.
     pub async fn stat_blob(&self, repo: &str, digest: &Digest) -> Result<u64> {
         self.check_repo(repo)?;

@@ -326,10 +326,8 @@ impl Appr {
         } else {
             (art::EMPTY_CONFIG, art::EMPTY_JSON.to_vec())
         };
-        let config_digest = Digest::sha256_of(&config);
         let config_size = config.len() as u64;
-        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from(config))]));
-        self.reg.put_blob(repo, Some(&config_digest), body).await?;
+        let config_digest = self.reg.put_small_blob(repo, Bytes::from(config)).await?;
 
         let now = chrono::Utc::now();
         let layer_type = if media_type == art::HELM {

@@ -360,6 +360,18 @@ async fn bad_pushes_are_400_or_422_and_store_nothing() {
         (st, v["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-parameters"))
     );
+    let long = format!("1.0.0-{}", "a".repeat(130));
+    let (st, v) = s
+        .json(
+            Method::POST,
+            &path,
+            Some(json!({"blob": good, "release": long})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-release"))
+    );
     // A body that is not JSON at all is ignored, so the fields are missing.
     let res = s
         .http

@@ -18,7 +18,7 @@ use crate::appr::package::Inspector;
 use crate::appr::semver::Version;
 use crate::appr::stream::{decode_base64, Event, PushParser};
 use crate::digest::{Algorithm, Digest};
-use crate::registry::{self, media, PutManifest, Reference, Registry};
+use crate::registry::{self, media, names, PutManifest, Reference, Registry};
 use crate::store::ByteStream;
 
 pub struct PushRequest {
@@ -293,6 +293,12 @@ impl Appr {
             version: release.clone(),
             message,
         })?;
+        if !names::valid_tag(&art::tag_of(&release)) {
+            return Err(ServiceError::InvalidVersion {
+                message: format!("release {release} is longer than an OCI tag (128 characters)"),
+                version: release,
+            });
+        }
         let media_type = match fields.get("media_type") {
             None | Some(Value::Null) => "kpm".to_string(),
             Some(Value::String(mt)) => normalize_media_type(mt)?,

@@ -231,7 +231,7 @@ def dockerfile():
     check(len(froms) >= 2, "Dockerfile is not multi-stage")
     build_image = instr[froms[0]][1].split()[0]
     m = re.match(r"rust:(\d+)\.(\d+)", build_image)
-    msrv = re.search(r'rust-version = "(\d+)\.(\d+)"', (ROOT / "Cargo.toml").read_text())
+    msrv = re.search(r'rust-version = "(\d+)\.(\d+)', (ROOT / "Cargo.toml").read_text())
     check(m and msrv and (int(m[1]), int(m[2])) >= (int(msrv[1]), int(msrv[2])),
           f"Dockerfile builder {build_image} older than rust-version")
     check(re.search(r'name = "apprd"', (ROOT / "Cargo.toml").read_text()) and "--bin apprd" in " ".join(a for _, a in instr),

@@ -84,10 +84,15 @@ impl ApprError {
         e
     }
 
+    /// The wire body; internal causes stay in the log, never in the body.
     pub fn body(&self) -> Value {
+        let message = match self.code {
+            Code::Internal => "internal server error",
+            _ => &self.message,
+        };
         json!({
             "code": self.code.parts().1,
-            "message": self.message,
+            "message": message,
             "details": self.details,
         })
     }

@@ -102,6 +102,8 @@ run 0 appr pull "$R/myns/mychart@sha256:$DIGEST" --dest dg
 [ -f "dg/myns_mychart_${DIGEST:0:8}/mychart/values.yaml" ] || fail "digest pull: $(find dg)"
 run 2 appr pull "$R/myns/mychart@9.9.9"
 has "code: package-release-not-found"
+run 0 appr helm list "$R"
+has "$R/myns/mychart"
 run 0 appr helm pull "$R/myns/mychart@1.2.0" --dest hp
 [ -d hp/myns_mychart_1.2.0/mychart ] || fail "appr helm pull: $(find hp)"
 cd ..

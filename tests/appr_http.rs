@@ -590,14 +590,18 @@ async fn release_queries_pull_and_blobs() {
         );
     }
     // HEAD: the GET's headers, no body.
-    let res = s.req(Method::HEAD, &format!("{P}/myns/q/1.2.0/kpm/pull"), None).await;
+    let res = s
+        .req(Method::HEAD, &format!("{P}/myns/q/1.2.0/kpm/pull"), None)
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-length"], pkg.len().to_string());
     assert_eq!(res.headers()["content-disposition"], "myns_q_1.2.0.tar.gz");
     assert!(res.bytes().await.unwrap().is_empty());
     // Blobs by APPR digest.
     let d = appr_digest(&pkg);
-    let (_, v) = s.get(&format!("{P}/myns/q/blobs/sha256/{d}?format=json")).await;
+    let (_, v) = s
+        .get(&format!("{P}/myns/q/blobs/sha256/{d}?format=json"))
+        .await;
     assert_eq!(v["blob"], b64(&pkg));
     let res = s
         .req(Method::GET, &format!("{P}/myns/q/blobs/sha256/{d}"), None)

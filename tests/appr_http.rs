@@ -33,6 +33,10 @@ impl Server {
     /// apprd on a temp folder, or on a fresh bucket of the S3 server at
     /// `AWS_ENDPOINT_URL` when `APPRD_TEST_STORAGE=s3` (tests/e2e/appr-http.sh).
     async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -41,7 +45,8 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let http = Client::builder().no_proxy().build().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_apprd"));
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra);
         let bucket = if std::env::var("APPRD_TEST_STORAGE").as_deref() == Ok("s3") {
             let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL for s3");
             let bucket = format!("appr-http-{}", uuid::Uuid::new_v4().simple());
@@ -1009,4 +1014,22 @@ async fn concurrent_writers_lose_nothing() {
         releases.len(),
         "a channel update was lost: {ch}"
     );
+}
+
+#[tokio::test]
+async fn push_bodies_over_the_limit_are_413_and_store_nothing() {
+    let s = Server::start_with(&["--max-package-size", "4096"]).await;
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    gz.write_all(&big).unwrap();
+    let (st, v) = s
+        .push("myns/big", "1.0.0", "helm", &gz.finish().unwrap(), false)
+        .await;
+    assert_eq!(
+        (st.as_u16(), v["code"].as_str()),
+        (413, Some("package-too-large"))
+    );
+    assert_eq!(v["details"], json!({"limit": 4096}));
+    let stored = s.stored().await;
+    assert!(stored.is_empty(), "an oversized push stored {stored:?}");
 }

@@ -191,3 +191,18 @@ async fn a_missing_bucket_is_named_at_startup() {
     let err = S3Backend::connect(&cfg).await.err().unwrap().to_string();
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[tokio::test]
+async fn presigned_urls_read_the_object() {
+    let Some((b, _)) = backend(5 * MIB).await else {
+        return;
+    };
+    b.put("p/obj", Bytes::from_static(b"presigned"))
+        .await
+        .unwrap();
+    let url = b.presign_get("p/obj").await.unwrap();
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.bytes().await.unwrap()[..], b"presigned");
+}

@@ -3,7 +3,8 @@
 # Two apprd replicas on one bucket, no other shared state: push through A and
 # pull through B; a chunked upload begun on A and finished on B (across
 # multipart parts); 2 x 20 concurrent updates of one tag through A and B end
-# with one consistent winner whose blobs all exist.
+# with one consistent winner whose blobs all exist. A third replica with
+# --s3-redirect answers blob GETs with presigned URLs.
 source "$(dirname "$0")/../../scripts/lib.sh"
 setup_storage
 part=5242880
@@ -43,6 +44,15 @@ curl -sf "$B_URL/v2/$repo/manifests/v1" -o m0.back || fail "B cannot read the ta
 cmp -s m0 m0.back || fail "B serves other manifest bytes"
 curl -sf "$B_URL/v2/$repo/blobs/$ld" -o layer.back || fail "B cannot read the layer"
 cmp -s layer layer.back || fail "B serves other layer bytes"
+
+log "a replica with --s3-redirect sends blob GETs to presigned URLs"
+start_apprd C --s3-redirect true
+r=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$C_URL/v2/$repo/blobs/$ld")
+case $r in "307 $AWS_ENDPOINT_URL/"*X-Amz-Signature=*) ;; *) fail "redirect: $r" ;; esac
+curl -sfL "$C_URL/v2/$repo/blobs/$ld" -o layer.redirected || fail "the presigned URL does not serve the layer"
+cmp -s layer layer.redirected || fail "the presigned URL serves other bytes"
+r=$(curl -s -o /dev/null -w '%{http_code}' -I "$C_URL/v2/$repo/blobs/$ld")
+[ "$r" = 200 ] || fail "HEAD through the redirecting replica: $r"
 
 log "chunked upload: begun on A, continued on B and A, closed on B"
 head -c $((12 * 1024 * 1024)) /dev/urandom > big

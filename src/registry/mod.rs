@@ -189,4 +189,30 @@ mod session_tests {
         assert!(a.upload_status("r", &stale.id).await.is_err());
         assert!(a.store().list("uploads/").await.unwrap().is_empty());
     }
+
+    #[tokio::test]
+    async fn a_session_that_lost_its_bytes_does_not_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(
+            Arc::new(FsBackend::open(dir.path()).await.unwrap()),
+            4 << 20,
+        );
+        let up = reg.start_upload("r", None).await.unwrap();
+        reg.append_upload("r", &up.id, None, body(b"abc"))
+            .await
+            .unwrap();
+        reg.store()
+            .stage_abort(&crate::store::layout::upload_data(&up.id))
+            .await
+            .unwrap();
+        let d = Digest::sha256_of(b"abc");
+        assert!(reg.finish_upload("r", &up.id, &d).await.is_err());
+        assert!(reg.stat_blob("r", &d).await.is_err());
+        assert!(reg
+            .store()
+            .stat(&crate::store::layout::blob(&d))
+            .await
+            .unwrap()
+            .is_none());
+    }
 }

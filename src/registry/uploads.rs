@@ -171,6 +171,19 @@ impl Registry {
             self.store.stage_abort(&staged).await?;
         } else {
             self.store.stage_commit(&staged, &blob_key).await?;
+            // The digest was checked against the hash state, not the staged bytes: a
+            // session whose staging was lost (a cancel that failed half way) must not
+            // leave a short object under a real digest.
+            let stored = self.store.stat(&blob_key).await?.map(|m| m.size);
+            if stored != Some(s.size) {
+                self.store.delete(&blob_key).await?;
+                self.store.delete(&layout::upload_session(id)).await?;
+                return Err(Error::UploadInvalid(format!(
+                    "staged upload holds {} bytes, the session {}",
+                    stored.unwrap_or(0),
+                    s.size
+                )));
+            }
         }
         self.link_blob(repo, digest).await?;
         self.store.delete(&layout::upload_session(id)).await?;

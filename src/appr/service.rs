@@ -15,7 +15,7 @@ use super::models;
 use super::package::{self, Inspected};
 use super::semver::{self, Version};
 use crate::digest::Digest;
-use crate::registry::{self, media, names, ManifestInfo, PutManifest, Reference, Registry};
+use crate::registry::{self, media, names, ManifestInfo, Reference, Registry};
 use crate::store::{ByteStream, StoreError};
 
 mod channels;
@@ -678,20 +678,13 @@ impl Appr {
         expected: Option<&Digest>,
     ) -> Result<Option<ManifestInfo>> {
         let body = art::build_index(repo, release, entries);
-        let digest = Digest::sha256_of(&body);
         let info = self
             .reg
-            .put_manifest(PutManifest {
-                repo,
-                reference: &Reference::Digest(digest.clone()),
-                content_type: Some(media::OCI_INDEX),
-                body: Bytes::from(body),
-                tags: &[],
-            })
+            .put_manifest_by_digest(repo, media::OCI_INDEX, Bytes::from(body))
             .await?;
         let moved = self
             .reg
-            .swap_tag(repo, &art::tag_of(release), expected, &digest)
+            .swap_tag(repo, &art::tag_of(release), expected, &info.digest)
             .await?;
         Ok(moved.then_some(info))
     }

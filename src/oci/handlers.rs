@@ -95,6 +95,13 @@ pub async fn dispatch(
     }
 }
 
+/// A HEAD answer's body: the length of the real one, no bytes.
+fn head_body(
+    len: u64,
+) -> SizedStream<futures_util::stream::Empty<Result<bytes::Bytes, std::io::Error>>> {
+    SizedStream::new(len, futures_util::stream::empty())
+}
+
 fn upload_location(repo: &str, id: &str) -> String {
     format!("/v2/{repo}/blobs/uploads/{id}")
 }
@@ -279,10 +286,7 @@ async fn get_blob(req: &HttpRequest, state: &AppState, repo: &str, digest: &str)
         ));
     }
     if head {
-        return Ok(res.body(SizedStream::new(
-            len,
-            futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
-        )));
+        return Ok(res.body(head_body(len)));
     }
     let stream = reg.open_blob(&digest, range).await?;
     Ok(res.body(SizedStream::new(len, stream)))
@@ -331,14 +335,9 @@ async fn get_manifest(req: &HttpRequest, reg: &Registry, repo: &str, reference: 
     }
     let mut res = manifest_headers(StatusCode::OK, &info);
     if req.method() == Method::HEAD {
-        return Ok(res.body(SizedStream::new(
-            info.size,
-            futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
-        )));
+        return Ok(res.body(head_body(info.size)));
     }
-    let (_, bytes) = reg
-        .get_manifest(repo, &Reference::Digest(info.digest.clone()))
-        .await?;
+    let bytes = reg.manifest_bytes(&info).await?;
     Ok(res.body(bytes))
 }
 

@@ -346,12 +346,35 @@ impl Registry {
         reference: &Reference,
     ) -> Result<(ManifestInfo, Bytes)> {
         let info = self.stat_manifest(repo, reference).await?;
-        let (bytes, _) = self
-            .store
-            .read(&layout::blob(&info.digest))
-            .await
-            .map_err(|_| Error::ManifestUnknown(reference.to_string()))?;
+        let bytes = self.manifest_bytes(&info).await?;
         Ok((info, bytes))
+    }
+
+    /// The bytes of a manifest already resolved by [`Registry::stat_manifest`].
+    pub async fn manifest_bytes(&self, info: &ManifestInfo) -> Result<Bytes> {
+        match self.store.read(&layout::blob(&info.digest)).await {
+            Ok((bytes, _)) => Ok(bytes),
+            Err(StoreError::NotFound) => Err(Error::ManifestUnknown(info.digest.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Store a manifest under its own sha256 digest, untagged.
+    pub async fn put_manifest_by_digest(
+        &self,
+        repo: &str,
+        media_type: &str,
+        body: Bytes,
+    ) -> Result<ManifestInfo> {
+        let reference = Reference::Digest(Digest::sha256_of(&body));
+        self.put_manifest(PutManifest {
+            repo,
+            reference: &reference,
+            content_type: Some(media_type),
+            body,
+            tags: &[],
+        })
+        .await
     }
 
     /// Delete a tag, or a manifest with every tag and referrer entry of it.
@@ -446,9 +469,7 @@ impl Registry {
         index: &ManifestInfo,
         usable: impl Fn(&str) -> bool,
     ) -> Result<Option<ManifestInfo>> {
-        let (_, bytes) = self
-            .get_manifest(repo, &Reference::Digest(index.digest.clone()))
-            .await?;
+        let bytes = self.manifest_bytes(index).await?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
         for d in descriptors(&v, "manifests")? {
             if !usable(&d.media_type) {

@@ -18,7 +18,7 @@ use crate::appr::package::Inspector;
 use crate::appr::semver::Version;
 use crate::appr::stream::{decode_base64, Event, PushParser};
 use crate::digest::{Algorithm, Digest};
-use crate::registry::{self, media, names, PutManifest, Reference, Registry};
+use crate::registry::{self, media, names, Registry};
 use crate::store::ByteStream;
 
 pub struct PushRequest {
@@ -357,17 +357,11 @@ impl Appr {
             created_rfc3339: &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             metadata: &metadata,
         });
-        let digest = Digest::sha256_of(&manifest);
         let info = self
             .reg
-            .put_manifest(PutManifest {
-                repo,
-                reference: &Reference::Digest(digest.clone()),
-                content_type: Some(media::OCI_MANIFEST),
-                body: Bytes::from(manifest),
-                tags: &[],
-            })
+            .put_manifest_by_digest(repo, media::OCI_MANIFEST, Bytes::from(manifest))
             .await?;
+        let digest = info.digest.clone();
 
         // Move the release tag to an index with the new entry; if another
         // writer changed the release meanwhile, merge again with its version.

@@ -24,7 +24,7 @@ export APPRD_BIN=$ROOT/target/release/apprd
 if [ -z "$only" ]; then
   echo "== format and lints"
   cargo fmt --all -- --check
-  cargo clippy --release --locked --all-targets -- -D warnings
+  cargo clippy --release --locked --workspace --all-targets -- -D warnings
   echo "== unit and integration tests (S3 ones on a moto started here)"
   (
     # shellcheck disable=SC1091

@@ -72,6 +72,22 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         expect: usize,
     },
+    /// Push FILE as one blob, streamed from disk: one PUT (monolithic), or
+    /// PATCHes of CHUNK_MIB with Content-Range and Content-Length as docker
+    /// and containerd send them, then the closing PUT. Prints MiB/s.
+    Push {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// sha256:... of FILE (computed outside the timed part)
+        #[arg(long)]
+        digest: String,
+        #[arg(long)]
+        chunk_mib: Option<u64>,
+    },
     /// Push N small images (config + 2 layers + manifest, fresh bytes each
     /// run) into REPO from C concurrent clients, each blob the way docker and
     /// oras do it: HEAD, POST, PUT.
@@ -147,6 +163,13 @@ async fn run(command: Command) -> Result<serde_json::Value> {
             page,
             expect,
         } => list(&client, &url, &path, page, expect).await,
+        Command::Push {
+            url,
+            repo,
+            file,
+            digest,
+            chunk_mib,
+        } => push_file(&client, &url, &repo, &file, &digest, chunk_mib).await,
         Command::SmallImages {
             url,
             repo,
@@ -520,4 +543,86 @@ async fn load(
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
     }))
+}
+
+/// A streaming request body of `len` bytes of `file` from `offset`.
+async fn file_body(file: &std::path::Path, offset: u64, len: u64) -> Result<reqwest::Body> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(file).await?;
+    f.seek(std::io::SeekFrom::Start(offset)).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024);
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+async fn push_file(
+    client: &Client,
+    url: &str,
+    repo: &str,
+    file: &std::path::Path,
+    digest: &str,
+    chunk_mib: Option<u64>,
+) -> Result<serde_json::Value> {
+    let total = tokio::fs::metadata(file).await?.len();
+    let t0 = Instant::now();
+    let post = client
+        .post(format!("{url}/v2/{repo}/blobs/uploads/"))
+        .header(header::CONTENT_LENGTH, "0")
+        .send()
+        .await?;
+    ensure!(
+        post.status() == StatusCode::ACCEPTED,
+        "POST upload: {}",
+        post.status()
+    );
+    let mut location = location_of(url, &post)?;
+    let mut offset = 0;
+    if let Some(mib) = chunk_mib {
+        while offset < total {
+            let n = (mib << 20).min(total - offset);
+            let resp = client
+                .patch(&location)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, n)
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("{offset}-{}", offset + n - 1),
+                )
+                .body(file_body(file, offset, n).await?)
+                .send()
+                .await?;
+            ensure!(
+                resp.status() == StatusCode::ACCEPTED,
+                "PATCH at {offset}: {}",
+                resp.status()
+            );
+            location = location_of(url, &resp)?;
+            offset += n;
+        }
+    }
+    let rest = total - offset;
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = client
+        .put(format!("{location}{sep}digest={digest}"))
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, rest)
+        .body(file_body(file, offset, rest).await?)
+        .send()
+        .await?;
+    let status = put.status();
+    ensure!(
+        status == StatusCode::CREATED,
+        "PUT blob: {status} {}",
+        put.text().await.unwrap_or_default()
+    );
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(json!({ "seconds": seconds, "mib_per_s": total as f64 / 1048576.0 / seconds }))
+}
+
+fn location_of(url: &str, resp: &reqwest::Response) -> Result<String> {
+    let location = resp
+        .headers()
+        .get(header::LOCATION)
+        .context("no Location header")?
+        .to_str()?;
+    Ok(absolute(url, location))
 }

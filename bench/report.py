@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Turn bench/run.sh's raw measurements (one JSON object per line) into one
+markdown table per storage: the median of each row for each system, its
+min-max spread, the ratio apprd/peer, and whether apprd meets the goal.
+
+Goals (issue 6): every throughput row at least the best peer's; manifest
+requests per second at least 3x Distribution's; memory under half of
+Distribution's; blob push and pull within 70% of the machine's limits.
+"""
+import argparse
+import collections
+import json
+import os
+import platform
+import statistics
+import subprocess
+
+PEERS = ["distribution", "docker-registry", "appr-reference"]
+NAMES = {
+    "apprd": "apprd",
+    "distribution": "Distribution v3",
+    "docker-registry": "docker-registry 2.8",
+    "appr-reference": "appr 0.7.4 (reference)",
+}
+
+
+def higher_is_better(row):
+    return row.endswith("/s)")
+
+
+def fmt(v):
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def cell(values):
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt(med)
+    return f"{fmt(med)} ({fmt(min(values))}–{fmt(max(values))})"
+
+
+def goal(row, data):
+    """'met', 'short' or '' for a row, from medians."""
+    apprd = data.get("apprd")
+    if not apprd:
+        return ""
+    a = statistics.median(apprd)
+    peers = {p: statistics.median(v) for p, v in data.items() if p != "apprd" and v}
+    if not peers:
+        return ""
+    if "RSS" in row:
+        d = peers.get("distribution")
+        if d is None:
+            return "met" if all(a <= v for v in peers.values()) else "short"
+        return "met" if a <= d / 2 else "short"
+    if row.startswith("manifest") and "(req/s)" in row and "distribution" in peers:
+        return "met" if a >= 3 * peers["distribution"] and a >= max(peers.values()) else "short"
+    if higher_is_better(row):
+        return "met" if a >= max(peers.values()) else "short"
+    if row.startswith("startup") or "(ms)" in row:
+        return "met" if a <= min(peers.values()) else "short"
+    return ""
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) // (1024 * 1024)
+    except OSError:
+        mem = "?"
+    fs = subprocess.run(["df", "-T", "/tmp"], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
+    return f"{os.cpu_count()} × {model}, {mem} GiB RAM, Linux {platform.release()}, /tmp on {fs}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("raw")
+    ap.add_argument("--out", required=True)
+    for opt in ["apprd", "runs", "load-seconds", "cpus", "distribution", "docker-registry", "garage"]:
+        ap.add_argument("--" + opt, default="?")
+    args = ap.parse_args()
+
+    rows = collections.OrderedDict()  # (storage, row) -> system -> [values]
+    for line in open(args.raw):
+        m = json.loads(line)
+        rows.setdefault((m["storage"], m["row"]), collections.defaultdict(list))[m["system"]].append(float(m["value"]))
+
+    limits = {row: statistics.median(v["limit"]) for (s, row), v in rows.items() if s == "machine"}
+    header = [
+        f"apprd {args.apprd}; Distribution {args.distribution}; docker-registry {args.docker_registry}; "
+        f"Garage {args.garage}; appr 0.7.4 reference server (gunicorn, 1 worker).",
+        f"Machine: {machine()}. CPUs pinned with taskset: {args.cpus} (Garage shares the client's).",
+        f"Each cell: median of {args.runs} runs (min–max). Manifest load: {args.load_seconds} s per run. "
+        "Ratio = apprd / peer: above 1 is better for rows in …/s, below 1 for ms and MiB rows.",
+        "Goal: throughput at least the best peer's, manifest req/s at least 3× Distribution's, "
+        "RSS under half of Distribution's, startup and list times at most the best peer's.",
+    ]
+    os.makedirs(args.out, exist_ok=True)
+    storages = [s for s in dict.fromkeys(s for s, _ in rows) if s != "machine"]
+    for storage in storages:
+        systems = [s for s in ["apprd"] + PEERS if any(s in v for (st, _), v in rows.items() if st == storage)]
+        peers = [s for s in systems if s != "apprd"]
+        out = [f"# apprd benchmark: {storage} storage", ""] + [h + "  " for h in header] + [""]
+        out.append("| row | " + " | ".join(NAMES[s] for s in systems) + " | " +
+                   " | ".join(f"apprd / {NAMES[p]}" for p in peers) + " | goal |")
+        out.append("|---|" + "---:|" * (len(systems) + len(peers)) + "---|")
+        for (st, row), data in rows.items():
+            if st != storage:
+                continue
+            cells = [cell(data.get(s, [])) for s in systems]
+            ratios = []
+            for p in peers:
+                if data.get("apprd") and data.get(p):
+                    ratios.append(f"{statistics.median(data['apprd']) / statistics.median(data[p]):.2f}")
+                else:
+                    ratios.append("–")
+            out.append(f"| {row} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {goal(row, data)} |")
+        out += ["", "## The machine's limits, and apprd against them", "",
+                "| limit | median | apprd row | apprd | apprd / limit |", "|---|---:|---|---:|---:|"]
+        sha = limits.get("SHA-256, one core (MiB/s)")
+        write = limits.get("disk write + fdatasync (MiB/s)")
+        read = limits.get("read, page cache (MiB/s)")
+        for (st, row), data in rows.items():
+            blob_row = row.startswith(("push", "pull")) and row.endswith("(MiB/s)")
+            if st != storage or not data.get("apprd") or not blob_row:
+                continue
+            a = statistics.median(data["apprd"])
+            if row.startswith("push") and sha and write:
+                lim, name = min(sha, write), "min(SHA-256, disk write)"
+            elif row.startswith("pull") and read:
+                lim, name = read, "page-cache read"
+            else:
+                continue
+            out.append(f"| {name} | {fmt(lim)} MiB/s | {row} | {fmt(a)} | {a / lim:.2f} |")
+        out += ["", "| machine row | median (min–max) |", "|---|---:|"]
+        for (st, row), data in rows.items():
+            if st == "machine":
+                out.append(f"| {row} | {cell(data['limit'])} |")
+        path = os.path.join(args.out, f"{storage}.md")
+        with open(path, "w") as f:
+            f.write("\n".join(out) + "\n")
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# apprd side by side with the registries people would pick instead, in one run,
+# on the same machine and the same kind of storage:
+#   - CNCF Distribution v3 (built pinned by scripts/tools.sh bench)
+#   - Debian's docker-registry (Distribution 2.8)
+#   - for APPR, the reference appr 0.7.4 server (Python 2.7, filesystem only)
+# over the filesystem (same disk) and S3 (one fresh Garage per system), plus
+# the machine's own limits (single-core SHA-256, sequential disk write/read).
+# Each figure is the median of $RUNS runs with its min-max spread; the tables
+# (one per storage, with ratios apprd/peer) land in bench/results/.
+#
+#   bench/run.sh                     everything (about 40 min on 2 cores)
+#   QUICK=1 bench/run.sh             one short run of each row (a smoke test)
+#   STORAGES=filesystem SYSTEMS="apprd distribution" bench/run.sh
+#
+# The server runs on CPU $SERVER_CPU, the client (and Garage) on $CLIENT_CPU.
+# Needs `scripts/tools.sh bench`.
+source "$(dirname "$0")/../scripts/lib.sh"
+
+QUICK=${QUICK:-}
+RUNS=${RUNS:-$([ -n "$QUICK" ] && echo 1 || echo 5)}
+SIZES_MIB=${SIZES_MIB:-$([ -n "$QUICK" ] && echo 100 || echo "100 1024")}
+CHUNK_MIB=${CHUNK_MIB:-10}
+LOAD_SECONDS=${LOAD_SECONDS:-$([ -n "$QUICK" ] && echo 1 || echo 2)}
+CONCURRENCY=${CONCURRENCY:-1 16 128}
+TAGS=${TAGS:-$([ -n "$QUICK" ] && echo 1000 || echo 10000)}
+REPOS=${REPOS:-$([ -n "$QUICK" ] && echo 1000 || echo 10000)}
+PAGE=${PAGE:-1000}
+SMALL_IMAGES=${SMALL_IMAGES:-200}
+APPR_MIB=${APPR_MIB:-1 10 100}
+STORAGES=${STORAGES:-filesystem s3}
+SYSTEMS=${SYSTEMS:-apprd distribution docker-registry}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PART=8388608 # S3 part size, the same on every system
+
+DISTRIBUTION=${APPRD_DISTRIBUTION:-$APPRD_CACHE/bin/registry}
+DOCKER_REGISTRY=${DOCKER_REGISTRY:-/usr/bin/docker-registry}
+GARAGE=${APPRD_GARAGE:-$APPRD_CACHE/bin/garage}
+REFERENCE=${APPR_REFERENCE_SERVER:-$APPRD_CACHE/bin/appr-reference-server}
+DRIVER=$ROOT_DIR/target/release/apprd-bench
+RESULTS=${RESULTS:-$ROOT_DIR/bench/results}
+
+(cd "$ROOT_DIR" && cargo build --release --locked -p apprd -p apprd-bench >&2)
+for t in "$DISTRIBUTION" "$DOCKER_REGISTRY" "$REFERENCE"; do
+  [ -x "$t" ] || fail "missing $t: run scripts/tools.sh bench"
+done
+case " $STORAGES " in *" s3 "*) [ -x "$GARAGE" ] || fail "missing $GARAGE: run scripts/tools.sh bench" ;; esac
+cd "$WORK"
+RAW=$WORK/raw.jsonl
+: >"$RAW"
+client() { taskset -c "$CLIENT_CPU" "$@"; }
+drive() { client "$DRIVER" "$@"; }
+now_ns() { date +%s%N; }
+
+# record STORAGE SYSTEM ROW VALUE: one measurement (the report takes medians).
+record() { printf '{"storage":"%s","system":"%s","row":"%s","value":%s}\n' "$1" "$2" "$3" "$4" >>"$RAW"; }
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# Memory of a server and its children (gunicorn forks workers), in MiB.
+tree() { echo "$1" $(pgrep -P "$1" || true); }
+rss_mib() { # PID FIELD (VmRSS or VmHWM)
+  local total=0 p v
+  for p in $(tree "$1"); do
+    v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || true)
+    total=$((total + ${v:-0}))
+  done
+  echo "scale=1; $total / 1024" | bc
+}
+# "5" resets the peak RSS (VmHWM) to the current RSS (proc(5), clear_refs).
+peak_reset() { local p; for p in $(tree "$1"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
+
+# ---------------------------------------------------------------------------
+# Storage: Garage (fresh per system, so no system reads another's leftovers)
+# ---------------------------------------------------------------------------
+GARAGE_PID=
+start_garage() {
+  local port dir=$WORK/garage
+  stop_garage
+  rm -rf "$dir" && mkdir -p "$dir"
+  port=$(free_port)
+  export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567
+  export AWS_SECRET_ACCESS_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+  export AWS_REGION=us-east-1 AWS_ENDPOINT_URL=http://127.0.0.1:$port
+  cat >"$dir/garage.toml" <<TOML
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$(free_port)"
+rpc_secret = "1799bccfd7411eddcf9ebd316bc1f5287ad12a68094e1c6ac6abde7e6feae1ec"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$port"
+root_domain = ".s3.garage.localhost"
+TOML
+  GARAGE_DEFAULT_ACCESS_KEY=$AWS_ACCESS_KEY_ID GARAGE_DEFAULT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY GARAGE_DEFAULT_BUCKET=bench \
+    taskset -c "$CLIENT_CPU" "$GARAGE" -c "$dir/garage.toml" server --single-node --default-access-key --default-bucket \
+    >"$dir/garage.log" 2>&1 &
+  GARAGE_PID=$!
+  _pids+=("$GARAGE_PID")
+  wait_http "$AWS_ENDPOINT_URL" 30
+  for _ in $(seq 1 100); do # the bucket exists once a signed HEAD answers 200
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -I --aws-sigv4 aws:amz:us-east-1:s3 \
+      --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$AWS_ENDPOINT_URL/bench")" = 200 ] && return 0
+    sleep 0.1
+  done
+  fail "garage: bucket bench not ready"
+}
+stop_garage() {
+  [ -n "$GARAGE_PID" ] || return 0
+  kill "$GARAGE_PID" 2>/dev/null || true
+  wait "$GARAGE_PID" 2>/dev/null || true
+  GARAGE_PID=
+}
+
+# ---------------------------------------------------------------------------
+# Systems
+# ---------------------------------------------------------------------------
+distribution_config() { # FILE ADDR STORAGE DATADIR
+  local storage
+  if [ "$3" = s3 ]; then
+    storage="  s3:
+    accesskey: $AWS_ACCESS_KEY_ID
+    secretkey: $AWS_SECRET_ACCESS_KEY
+    region: us-east-1
+    regionendpoint: $AWS_ENDPOINT_URL
+    forcepathstyle: true
+    secure: false
+    v4auth: true
+    bucket: bench
+    rootdirectory: /registry
+    chunksize: $PART"
+  else
+    storage="  filesystem:
+    rootdirectory: $4"
+  fi
+  cat >"$1" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+$storage
+  delete:
+    enabled: true
+  redirect:
+    disable: true
+http:
+  addr: $2
+YAML
+}
+
+SYS_PID= SYS_URL=
+# start_system SYSTEM STORAGE: start it on $SERVER_CPU over an empty store;
+# records the time from exec to its first successful answer.
+start_system() {
+  local system=$1 storage=$2 port dir=$WORK/$1-$2 t0 cmd out
+  port=$(free_port)
+  rm -rf "$dir" && mkdir -p "$dir"
+  case $system in
+    apprd)
+      cmd=("$APPRD_BIN" serve --listen "127.0.0.1:$port")
+      if [ "$storage" = s3 ]; then
+        cmd+=(--storage s3 --s3-bucket bench --s3-prefix apprd --s3-path-style true --s3-part-size "$PART")
+      else
+        cmd+=(--storage filesystem --root "$dir/data")
+      fi
+      ;;
+    distribution | docker-registry)
+      distribution_config "$dir/config.yml" "127.0.0.1:$port" "$storage" "$dir/data"
+      cmd=("$([ "$system" = distribution ] && echo "$DISTRIBUTION" || echo "$DOCKER_REGISTRY")" serve "$dir/config.yml")
+      ;;
+    appr-reference)
+      cmd=("$REFERENCE" "$port" "$dir/data")
+      ;;
+  esac
+  SYS_URL=http://127.0.0.1:$port
+  t0=$(now_ns)
+  taskset -c "$SERVER_CPU" "${cmd[@]}" >"$dir/server.log" 2>&1 &
+  SYS_PID=$!
+  _pids+=("$SYS_PID")
+  local probe=$SYS_URL/v2/
+  [ "$system" = appr-reference ] && probe=$SYS_URL/cnr/version
+  out=$(drive ready --url "$probe" --since-ns "$t0") || fail "$system ($storage) did not start: $(tail -5 "$dir/server.log")"
+  record "$storage" "$system" "startup ms" "$(json_field "$out" ms)"
+}
+stop_system() {
+  kill "$SYS_PID" 2>/dev/null || true
+  wait "$SYS_PID" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------
+# make_blob FILE MIB SEED: the same pseudo-random bytes on every system.
+make_blob() {
+  { openssl enc -aes-128-ctr -nosalt -pass "pass:$3" -pbkdf2 </dev/zero 2>/dev/null || true; } | head -c $(($2 * 1048576)) >"$1"
+  sha256sum "$1" | cut -d' ' -f1 >"$1.sha256"
+}
+pull() { # FILE REPO
+  curl -sf -o /dev/null "$SYS_URL/v2/$2/blobs/sha256:$(cat "$1.sha256")"
+}
+pull_check() { # FILE REPO: one untimed pull that checks the bytes
+  [ "$(curl -sf "$SYS_URL/v2/$2/blobs/sha256:$(cat "$1.sha256")" | sha256sum | cut -d' ' -f1)" = "$(cat "$1.sha256")" ] ||
+    fail "$system: pulled blob differs"
+}
+# timed STORAGE SYSTEM ROW MIB cmd...: records MiB/s
+timed() {
+  local storage=$1 system=$2 row=$3 mib=$4 t0 t1
+  shift 4
+  t0=$(now_ns)
+  client "$@" || fail "$system ($storage): $row failed"
+  t1=$(now_ns)
+  record "$storage" "$system" "$row" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
+}
+export -f pull
+export SYS_URL
+
+push_file() { # STORAGE SYSTEM ROW FILE REPO [driver flags]: one streamed push, MiB/s
+  local out
+  out=$(drive push --url "$SYS_URL" --repo "$5" --file "$4" --digest "sha256:$(cat "$4.sha256")" "${@:6}") ||
+    fail "$2 ($1): $3 failed"
+  record "$1" "$2" "$3" "$(json_field "$out" mib_per_s)"
+}
+
+bench_blobs() { # STORAGE SYSTEM
+  local storage=$1 system=$2 mib r a b
+  for mib in $SIZES_MIB; do
+    peak_reset "$SYS_PID"
+    for r in $(seq 1 "$RUNS"); do
+      a=$WORK/blob-$mib-$r-a b=$WORK/blob-$mib-$r-b
+      make_blob "$a" "$mib" "mono-$mib-$r"
+      make_blob "$b" "$mib" "chunked-$mib-$r"
+      push_file "$storage" "$system" "push ${mib} MiB monolithic (MiB/s)" "$a" blobs/mono
+      push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB (MiB/s)" "$b" blobs/chunked --chunk-mib "$CHUNK_MIB"
+      timed "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" bash -c 'pull "$0" blobs/mono' "$a"
+      if [ "$r" = 1 ]; then pull_check "$b" blobs/chunked; fi
+      rm -f "$a" "$b" "$a.sha256" "$b.sha256"
+    done
+    record "$storage" "$system" "peak RSS, ${mib} MiB blobs (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
+  done
+}
+
+bench_manifests() { # STORAGE SYSTEM
+  local storage=$1 system=$2 digest method ref c r out
+  drive seed-tags --url "$SYS_URL" --repo bench/manifests --tags 1 >/dev/null
+  digest=$(curl -sf -o /dev/null -w '%header{docker-content-digest}' \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$SYS_URL/v2/bench/manifests/manifests/t00000")
+  [ -n "$digest" ] || fail "$system: no manifest digest"
+  peak_reset "$SYS_PID"
+  for method in GET HEAD; do
+    for ref in tag digest; do
+      local target=t00000
+      [ "$ref" = digest ] && target=$digest
+      for c in $CONCURRENCY; do
+        for r in $(seq 1 "$RUNS"); do
+          out=$(drive load --url "$SYS_URL/v2/bench/manifests/manifests/$target" --method "$method" \
+            --concurrency "$c" --seconds "$LOAD_SECONDS") || fail "$system: manifest load failed"
+          record "$storage" "$system" "manifest $method by $ref, c=$c (req/s)" "$(json_field "$out" rps)"
+          record "$storage" "$system" "manifest $method by $ref, c=$c p50 (ms)" "$(json_field "$out" p50_ms)"
+          record "$storage" "$system" "manifest $method by $ref, c=$c p99 (ms)" "$(json_field "$out" p99_ms)"
+        done
+      done
+    done
+  done
+  record "$storage" "$system" "peak RSS, manifest load (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
+}
+
+bench_lists() { # STORAGE SYSTEM
+  local storage=$1 system=$2 r out
+  peak_reset "$SYS_PID"
+  out=$(drive seed-tags --url "$SYS_URL" --repo bench/tags --tags "$TAGS") || fail "$system: seeding tags failed"
+  record "$storage" "$system" "tag $TAGS tags, 16 clients (tags/s)" "$(echo "scale=1; $TAGS / $(json_field "$out" seconds)" | bc)"
+  out=$(drive seed-repos --url "$SYS_URL" --prefix catalog --repos "$REPOS") || fail "$system: seeding repositories failed"
+  record "$storage" "$system" "create $REPOS repositories, 16 clients (repos/s)" "$(echo "scale=1; $REPOS / $(json_field "$out" seconds)" | bc)"
+  for r in $(seq 1 "$RUNS"); do
+    out=$(drive list --url "$SYS_URL" --path /v2/bench/tags/tags/list --page "$PAGE" --expect "$TAGS") ||
+      fail "$system: tag listing failed"
+    record "$storage" "$system" "list $TAGS tags, n=$PAGE (ms)" "$(echo "scale=2; $(json_field "$out" seconds) * 1000" | bc)"
+    out=$(drive list --url "$SYS_URL" --path /v2/_catalog --page "$PAGE" --expect "$REPOS") ||
+      fail "$system: catalog failed"
+    record "$storage" "$system" "_catalog of $REPOS repositories, n=$PAGE (ms)" "$(echo "scale=2; $(json_field "$out" seconds) * 1000" | bc)"
+  done
+  record "$storage" "$system" "peak RSS, tags and catalog (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
+}
+
+bench_small_images() { # STORAGE SYSTEM
+  local storage=$1 system=$2 r out
+  peak_reset "$SYS_PID"
+  for r in $(seq 1 "$RUNS"); do
+    out=$(drive small-images --url "$SYS_URL" --repo bench/small --images "$SMALL_IMAGES" --concurrency 16) ||
+      fail "$system: small images failed"
+    record "$storage" "$system" "push $SMALL_IMAGES small images, 16 clients (images/s)" "$(json_field "$out" images_per_s)"
+  done
+  record "$storage" "$system" "peak RSS, small images (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
+}
+
+# APPR: what `appr push` and `appr pull` send, packages of incompressible bytes.
+make_package() { # MIB: pkgN.tar.gz and pushN.json (the CLI's body)
+  [ -f "$WORK/push$1.json" ] && return 0
+  mkdir -p "$WORK/src$1/bench"
+  printf 'apiVersion: v1\nname: bench\nversion: 1.0.0\n' >"$WORK/src$1/bench/Chart.yaml"
+  { openssl enc -aes-128-ctr -nosalt -pass "pass:appr-$1" -pbkdf2 </dev/zero 2>/dev/null || true; } | head -c $(($1 * 1048576)) >"$WORK/src$1/bench/data.bin"
+  tar czf "$WORK/pkg$1.tar.gz" -C "$WORK/src$1" bench
+  rm -rf "$WORK/src$1"
+  {
+    printf '{"name": "bench", "package": "bench/p%s", "release": "1.0.0", "media_type": "helm", "blob": "' "$1"
+    base64 -w0 "$WORK/pkg$1.tar.gz"
+    printf '", "metadata": null}'
+  } >"$WORK/push$1.json"
+}
+appr_push() { # MIB
+  curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
+    --data-binary "@$WORK/push$1.json" "$SYS_URL/cnr/api/v1/packages/bench/p$1?force=true"
+}
+appr_pull() { # MIB
+  curl -sf -o "$WORK/pulled$1.json" "$SYS_URL/cnr/api/v1/packages/bench/p$1/1.0.0/helm/pull?format=json"
+}
+export -f appr_push appr_pull
+bench_appr() { # STORAGE SYSTEM
+  local storage=$1 system=$2 mib r
+  peak_reset "$SYS_PID"
+  for mib in $APPR_MIB; do
+    make_package "$mib"
+    for r in $(seq 1 "$RUNS"); do
+      timed "$storage" "$system" "APPR push ${mib} MiB package (MiB/s)" "$mib" bash -c 'appr_push "$0"' "$mib"
+      timed "$storage" "$system" "APPR pull ${mib} MiB package (MiB/s)" "$mib" bash -c 'appr_pull "$0"' "$mib"
+    done
+    python3 -c 'import base64,json,sys; b=base64.b64decode(json.load(open(sys.argv[1]))["blob"]); assert b==open(sys.argv[2],"rb").read()' \
+      "$WORK/pulled$mib.json" "$WORK/pkg$mib.tar.gz" || fail "$system: pulled APPR package differs"
+    rm -f "$WORK/pulled$mib.json"
+  done
+  record "$storage" "$system" "peak RSS, APPR push and pull (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
+}
+
+# ---------------------------------------------------------------------------
+# The machine's limits, on the same bytes and disk
+# ---------------------------------------------------------------------------
+machine_limits() {
+  local out f=$WORK/limit-blob t0 t1 mib=1024
+  out=$(taskset -c "$SERVER_CPU" "$DRIVER" sha256 --mib 2048)
+  record machine limit "SHA-256, one core (MiB/s)" "$(json_field "$out" mib_per_s)"
+  make_blob "$f" "$mib" limit
+  for r in $(seq 1 "$RUNS"); do
+    t0=$(now_ns)
+    dd if="$f" of="$WORK/limit-copy" bs=1M conv=fdatasync status=none
+    t1=$(now_ns)
+    record machine limit "disk write + fdatasync (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
+    t0=$(now_ns)
+    dd if="$WORK/limit-copy" of=/dev/null bs=1M status=none
+    t1=$(now_ns)
+    record machine limit "read, page cache (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
+    rm -f "$WORK/limit-copy"
+  done
+  rm -f "$f" "$f.sha256"
+}
+
+# ---------------------------------------------------------------------------
+log "work dir $WORK; runs $RUNS; storages $STORAGES; systems $SYSTEMS"
+machine_limits
+for storage in $STORAGES; do
+  systems=$SYSTEMS
+  [ "$storage" = filesystem ] && systems="$systems appr-reference"
+  for system in $systems; do
+    log "$system on $storage"
+    if [ "$storage" = s3 ]; then start_garage; fi
+    # startup: the median of $RUNS starts over an empty store
+    for r in $(seq 1 "$RUNS"); do
+      start_system "$system" "$storage"
+      [ "$r" = "$RUNS" ] || stop_system
+    done
+    sleep 1
+    record "$storage" "$system" "idle RSS (MiB)" "$(rss_mib "$SYS_PID" VmRSS)"
+    if [ "$system" = appr-reference ]; then
+      bench_appr "$storage" "$system"
+    else
+      bench_blobs "$storage" "$system"
+      bench_manifests "$storage" "$system"
+      bench_small_images "$storage" "$system"
+      bench_lists "$storage" "$system"
+      if [ "$system" = apprd ] && [ "$storage" = filesystem ]; then bench_appr "$storage" "$system"; fi
+    fi
+    stop_system
+    rm -rf "$WORK/$system-$storage/data"
+  done
+  stop_garage
+done
+
+mkdir -p "$RESULTS"
+python3 "$ROOT_DIR/bench/report.py" "$RAW" --out "$RESULTS" \
+  --apprd "$(git -C "$ROOT_DIR" rev-parse --short HEAD)" --runs "$RUNS" --load-seconds "$LOAD_SECONDS" \
+  --cpus "server $SERVER_CPU, client $CLIENT_CPU" \
+  --distribution "$("$DISTRIBUTION" --version | awk '{print $3}')" \
+  --docker-registry "$(dpkg-query -W -f '${Version}' docker-registry 2>/dev/null || echo '?')" \
+  --garage "$("$GARAGE" --version 2>/dev/null | head -1 || echo '?')"
+cp "$RAW" "$RESULTS/raw.jsonl"
+log "results in $RESULTS"

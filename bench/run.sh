@@ -161,7 +161,8 @@ start_system() {
   rm -rf "$dir" && mkdir -p "$dir"
   case $system in
     apprd)
-      cmd=("$APPRD_BIN" serve --listen "127.0.0.1:$port")
+      # APPRD_LOG=warn: no per-request log line, as the peers run with access logs off.
+      cmd=(env APPRD_LOG=warn "$APPRD_BIN" serve --listen "127.0.0.1:$port")
       if [ "$storage" = s3 ]; then
         cmd+=(--storage s3 --s3-bucket bench --s3-prefix apprd --s3-path-style true --s3-part-size "$PART")
       else
@@ -194,6 +195,14 @@ stop_system() {
 # ---------------------------------------------------------------------------
 # Workloads
 # ---------------------------------------------------------------------------
+# Start each blob run with the page cache empty: on a VM, writes into pages
+# the guest has never touched cost several times more, which made the same
+# push vary 2x with what earlier runs had left cached.
+drop_caches() {
+  sync
+  { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
+}
+
 # make_blob FILE MIB SEED: the same pseudo-random bytes on every system.
 make_blob() {
   { openssl enc -aes-128-ctr -nosalt -pass "pass:$3" -pbkdf2 </dev/zero 2>/dev/null || true; } | head -c $(($2 * 1048576)) >"$1"
@@ -231,6 +240,7 @@ bench_blobs() { # STORAGE SYSTEM
     peak_reset "$SYS_PID"
     for r in $(seq 1 "$RUNS"); do
       a=$WORK/blob-$mib-$r-a b=$WORK/blob-$mib-$r-b
+      drop_caches
       make_blob "$a" "$mib" "mono-$mib-$r"
       make_blob "$b" "$mib" "chunked-$mib-$r"
       push_file "$storage" "$system" "push ${mib} MiB monolithic (MiB/s)" "$a" blobs/mono
@@ -342,8 +352,9 @@ machine_limits() {
   local out f=$WORK/limit-blob t0 t1 mib=1024
   out=$(taskset -c "$SERVER_CPU" "$DRIVER" sha256 --mib 2048)
   record machine limit "SHA-256, one core (MiB/s)" "$(json_field "$out" mib_per_s)"
-  make_blob "$f" "$mib" limit
   for r in $(seq 1 "$RUNS"); do
+    drop_caches
+    make_blob "$f" "$mib" limit
     t0=$(now_ns)
     dd if="$f" of="$WORK/limit-copy" bs=1M conv=fdatasync status=none
     t1=$(now_ns)
@@ -352,9 +363,8 @@ machine_limits() {
     dd if="$WORK/limit-copy" of=/dev/null bs=1M status=none
     t1=$(now_ns)
     record machine limit "read, page cache (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
-    rm -f "$WORK/limit-copy"
+    rm -f "$WORK/limit-copy" "$f" "$f.sha256"
   done
-  rm -f "$f" "$f.sha256"
 }
 
 # ---------------------------------------------------------------------------

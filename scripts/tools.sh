@@ -3,7 +3,7 @@
 # exact version, into a cache folder OUTSIDE the clone: ${APPRD_CACHE:-$HOME/.cache/apprd}.
 #
 #   scripts/tools.sh            # test tools (the default; same as `scripts/tools.sh test`)
-#   scripts/tools.sh bench      # test tools + benchmark tools (CNCF Distribution, Garage, wrk, hey)
+#   scripts/tools.sh bench      # test tools + benchmark tools (CNCF Distribution, docker-registry, Garage, wrk, hey)
 #   scripts/tools.sh verify     # re-run the smoke checks of everything already installed
 #   scripts/tools.sh env        # only (re)write $APPRD_CACHE/env.sh and print its path
 #
@@ -658,14 +658,15 @@ main() {
   wait_all
 
   if [ "$MODE" = bench ]; then
-    # wrk and hey are nice to have: never fatal.
+    # Debian's docker-registry (Distribution 2.8) is a benchmark peer; wrk and hey are nice to
+    # have. Never fatal: bench/run.sh says what is missing.
     missing=()
-    for t in wrk hey; do command -v "$t" >/dev/null || missing+=("$t"); done
+    for t in docker-registry wrk hey; do command -v "$t" >/dev/null || missing+=("$t"); done
     if [ ${#missing[@]} -gt 0 ]; then
       log "bench: installing ${missing[*]} from Debian"
       apt_install "${missing[@]}" >"$LOGS/bench-apt.log" 2>&1 || log "bench: could not install ${missing[*]} (ignored; see $LOGS/bench-apt.log)"
     fi
-    for t in wrk hey; do
+    for t in docker-registry wrk hey; do
       if command -v "$t" >/dev/null; then log "$t: $(command -v "$t")"; else log "$t: absent (ignored)"; fi
     done
     if [ -x "$GARAGE_ROOT/bin/garage" ]; then

@@ -101,7 +101,7 @@ TOML
   _pids+=("$GARAGE_PID")
   wait_http "$AWS_ENDPOINT_URL" 30
   for _ in $(seq 1 100); do # the bucket exists once a signed HEAD answers 200
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -I --aws-sigv4 aws:amz:us-east-1:s3 \
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -I --aws-sigv4 aws:amz:us-east-1:s3 -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
       --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$AWS_ENDPOINT_URL/bench")" = 200 ] && return 0
     sleep 0.1
   done
@@ -129,7 +129,6 @@ distribution_config() { # FILE ADDR STORAGE DATADIR
     secure: false
     v4auth: true
     bucket: bench
-    rootdirectory: /registry
     chunksize: $PART"
   else
     storage="  filesystem:
@@ -171,7 +170,11 @@ start_system() {
       ;;
     distribution | docker-registry)
       distribution_config "$dir/config.yml" "127.0.0.1:$port" "$storage" "$dir/data"
-      cmd=("$([ "$system" = distribution ] && echo "$DISTRIBUTION" || echo "$DOCKER_REGISTRY")" serve "$dir/config.yml")
+      # No rootdirectory on S3: with one, v3's Walk sends the root as StartAfter
+      # and Garage (rightly) lists nothing (distribution/distribution#4932).
+      # OTEL_TRACES_EXPORTER=none: v3 otherwise exports traces to localhost:4318.
+      # -u AWS_CA_BUNDLE: 2.8's SDK panics on it with its custom transport.
+      cmd=(env -u AWS_CA_BUNDLE OTEL_TRACES_EXPORTER=none "$([ "$system" = distribution ] && echo "$DISTRIBUTION" || echo "$DOCKER_REGISTRY")" serve "$dir/config.yml")
       ;;
     appr-reference)
       cmd=("$REFERENCE" "$port" "$dir/data")

@@ -130,20 +130,27 @@ def main():
         out += ["", "## The machine's limits, and apprd against them", "",
                 "| limit | median | apprd row | apprd | apprd / limit |", "|---|---:|---|---:|---:|"]
         sha = limits.get("SHA-256, one core (MiB/s)")
-        write = limits.get("disk write + fdatasync (MiB/s)")
-        read = limits.get("read, page cache (MiB/s)")
+        if storage == "s3":
+            write = limits.get("S3 PUT object, Garage (MiB/s)")
+            read = limits.get("S3 GET object, Garage (MiB/s)")
+            wname, rname = "S3 PUT", "S3 GET"
+        else:
+            write = limits.get("disk write + fdatasync (MiB/s)")
+            read = limits.get("read, page cache (MiB/s)")
+            wname, rname = "disk write", "page-cache read"
         for (st, row), data in rows.items():
             blob_row = row.startswith(("push", "pull")) and row.endswith("(MiB/s)")
             if st != storage or not data.get("apprd") or not blob_row:
                 continue
             a = statistics.median(data["apprd"])
             if row.startswith("push") and sha and write:
-                lim, name = min(sha, write), "min(SHA-256, disk write)"
+                # A push must hash and store every byte: on one core the two
+                # costs add up, so the serial figure is the reachable one.
+                serial = 1 / (1 / sha + 1 / write)
+                out.append(f"| min(SHA-256, {wname}) | {fmt(min(sha, write))} MiB/s | {row} | {fmt(a)} | {a / min(sha, write):.2f} |")
+                out.append(f"| SHA-256 then {wname}, one core | {fmt(serial)} MiB/s | {row} | {fmt(a)} | {a / serial:.2f} |")
             elif row.startswith("pull") and read:
-                lim, name = read, "page-cache read"
-            else:
-                continue
-            out.append(f"| {name} | {fmt(lim)} MiB/s | {row} | {fmt(a)} | {a / lim:.2f} |")
+                out.append(f"| {rname} | {fmt(read)} MiB/s | {row} | {fmt(a)} | {a / read:.2f} |")
         out += ["", "| machine row | median (min–max) |", "|---|---:|"]
         for (st, row), data in rows.items():
             if st == "machine":

@@ -370,10 +370,36 @@ machine_limits() {
   done
 }
 
+# The S3 store's own limit: one object PUT and GET with curl from the
+# server's core, Garage on the client's, as the registries use them.
+s3_limits() {
+  local f=$WORK/limit-blob t0 t1 mib=1024 r
+  local sig=(--aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY")
+  for r in $(seq 1 "$RUNS"); do
+    drop_caches
+    make_blob "$f" "$mib" "s3-limit-$r"
+    t0=$(now_ns)
+    taskset -c "$SERVER_CPU" curl -sf -o /dev/null "${sig[@]}" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+      -T "$f" "$AWS_ENDPOINT_URL/bench/limit-$r" || fail "S3 PUT to Garage failed"
+    t1=$(now_ns)
+    record machine limit "S3 PUT object, Garage (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
+    t0=$(now_ns)
+    taskset -c "$SERVER_CPU" curl -sf -o /dev/null "${sig[@]}" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+      "$AWS_ENDPOINT_URL/bench/limit-$r" || fail "S3 GET from Garage failed"
+    t1=$(now_ns)
+    record machine limit "S3 GET object, Garage (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
+    rm -f "$f" "$f.sha256"
+  done
+}
+
 # ---------------------------------------------------------------------------
 log "work dir $WORK; runs $RUNS; storages $STORAGES; systems $SYSTEMS"
 machine_limits
 for storage in $STORAGES; do
+  if [ "$storage" = s3 ]; then
+    start_garage
+    s3_limits
+  fi
   systems=$SYSTEMS
   [ "$storage" = filesystem ] && systems="$systems appr-reference"
   for system in $systems; do

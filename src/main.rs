@@ -45,7 +45,20 @@ enum ConfigCommand {
     Check(Overrides),
 }
 
+/// glibc raises its mmap threshold to the largest block freed so far: after
+/// one upload, every 8 MiB part buffer came from the heap and stayed there
+/// (RSS 56 MiB after a 100 MiB push to S3). A fixed threshold hands big
+/// buffers back to the system when freed (peak 37 MiB, then 20 MiB).
+fn return_big_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    return_big_buffers_to_the_system();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(o) => {

@@ -684,7 +684,7 @@ impl Appr {
             .await?;
         let moved = self
             .reg
-            .swap_tag(repo, &art::tag_of(release), expected, &info.digest)
+            .swap_tag(repo, &art::tag_of(release), expected, &info)
             .await?;
         Ok(moved.then_some(info))
     }

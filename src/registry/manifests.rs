@@ -56,6 +56,35 @@ struct Revision {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TagRecord {
     digest: Digest,
+    /// What the manifest is, copied from its revision when the tag is
+    /// written, so a GET by tag takes one read. Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<Digest>,
+}
+
+impl TagRecord {
+    fn of(info: &ManifestInfo) -> Self {
+        TagRecord {
+            digest: info.digest.clone(),
+            media_type: Some(info.media_type.clone()),
+            size: Some(info.size),
+            subject: info.subject.clone(),
+        }
+    }
+
+    /// The manifest, when the record carries its facts.
+    fn info(&self) -> Option<ManifestInfo> {
+        Some(ManifestInfo {
+            digest: self.digest.clone(),
+            media_type: self.media_type.clone()?,
+            size: self.size?,
+            subject: self.subject.clone(),
+        })
+    }
 }
 
 /// An entry of the referrers index.
@@ -256,22 +285,18 @@ impl Registry {
         if let Reference::Tag(t) = req.reference {
             tags.push(t);
         }
+        let info = ManifestInfo {
+            digest: digest.clone(),
+            media_type: media_type.clone(),
+            size,
+            subject: subject.clone(),
+        };
         for t in tags {
-            self.write_json(
-                &layout::tag(req.repo, t),
-                &TagRecord {
-                    digest: digest.clone(),
-                },
-            )
-            .await?;
+            self.write_json(&layout::tag(req.repo, t), &TagRecord::of(&info))
+                .await?;
         }
         self.mark_repo(req.repo).await?;
-        Ok(ManifestInfo {
-            digest,
-            media_type,
-            size,
-            subject,
-        })
+        Ok(info)
     }
 
     /// The digest a tag points at.
@@ -290,7 +315,7 @@ impl Registry {
         repo: &str,
         tag: &str,
         expected: Option<&Digest>,
-        digest: &Digest,
+        target: &ManifestInfo,
     ) -> Result<bool> {
         self.check_repo(repo)?;
         if !valid_tag(tag) {
@@ -309,10 +334,7 @@ impl Registry {
             Err(StoreError::NotFound) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        let record = serde_json::to_vec(&TagRecord {
-            digest: digest.clone(),
-        })
-        .expect("records serialize");
+        let record = serde_json::to_vec(&TagRecord::of(target)).expect("records serialize");
         match self.store.put_if(&key, Bytes::from(record), cond).await {
             Ok(_) => Ok(true),
             Err(StoreError::PreconditionFailed) => Ok(false),
@@ -326,7 +348,18 @@ impl Registry {
         let unknown = || Error::ManifestUnknown(reference.to_string());
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => self.resolve_tag(repo, t).await?.ok_or_else(unknown)?,
+            Reference::Tag(t) => {
+                let record = self
+                    .read_json::<TagRecord>(&layout::tag(repo, t))
+                    .await?
+                    .ok_or_else(unknown)?;
+                // Tags go before their manifest's revision on delete, so a
+                // record that carries the facts needs no second read.
+                if let Some(info) = record.info() {
+                    return Ok(info);
+                }
+                record.digest
+            }
         };
         let rev: Revision = self
             .read_json(&layout::manifest_link(repo, &digest))
@@ -352,8 +385,15 @@ impl Registry {
 
     /// The bytes of a manifest already resolved by [`Registry::stat_manifest`].
     pub async fn manifest_bytes(&self, info: &ManifestInfo) -> Result<Bytes> {
+        if let Some(bytes) = self.manifest_cache.get(&info.digest) {
+            return Ok(bytes);
+        }
         match self.store.read(&layout::blob(&info.digest)).await {
-            Ok((bytes, _)) => Ok(bytes),
+            Ok((bytes, _)) => {
+                self.manifest_cache
+                    .insert(info.digest.clone(), bytes.clone());
+                Ok(bytes)
+            }
             Err(StoreError::NotFound) => Err(Error::ManifestUnknown(info.digest.to_string())),
             Err(e) => Err(e.into()),
         }

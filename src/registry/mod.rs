@@ -7,6 +7,7 @@ mod manifests;
 pub mod names;
 mod uploads;
 
+use crate::digest::Digest;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,6 +24,22 @@ use crate::store::{layout, Backend, StoreError};
 pub struct Registry {
     store: Arc<dyn Backend>,
     max_manifest_size: usize,
+    /// Manifest bytes by digest. Content-addressed bytes never change, so
+    /// every replica may keep them; whether a repository still holds a
+    /// manifest is always read from the store, never from here.
+    manifest_cache: Arc<quick_cache::sync::Cache<Digest, Bytes, ByteWeight>>,
+}
+
+/// Bytes the manifest cache may hold.
+const MANIFEST_CACHE_BYTES: u64 = 16 << 20;
+
+#[derive(Clone)]
+struct ByteWeight;
+
+impl quick_cache::Weighter<Digest, Bytes> for ByteWeight {
+    fn weight(&self, _key: &Digest, value: &Bytes) -> u64 {
+        value.len() as u64 + 64
+    }
 }
 
 /// One page of a sorted listing.
@@ -58,6 +75,11 @@ impl Registry {
         Registry {
             store,
             max_manifest_size,
+            manifest_cache: Arc::new(quick_cache::sync::Cache::with_weighter(
+                4096,
+                MANIFEST_CACHE_BYTES,
+                ByteWeight,
+            )),
         }
     }
 
@@ -214,5 +236,51 @@ mod session_tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_tag_resolves_in_one_read_and_older_records_still_resolve() {
+        use crate::registry::{PutManifest, Reference};
+        use crate::store::layout;
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(
+            Arc::new(FsBackend::open(dir.path()).await.unwrap()),
+            4 << 20,
+        );
+        let body = Bytes::from_static(
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+        );
+        let tag = Reference::Tag("v1".into());
+        let info = reg
+            .put_manifest(PutManifest {
+                repo: "r",
+                reference: &tag,
+                content_type: None,
+                body: body.clone(),
+                tags: &[],
+            })
+            .await
+            .unwrap();
+        assert_eq!(reg.stat_manifest("r", &tag).await.unwrap(), info);
+        // The record alone answers: with the revision gone the tag still
+        // resolves (deletes remove tags first, so this only shows one read).
+        let link = layout::manifest_link("r", &info.digest);
+        let revision = reg.store().read(&link).await.unwrap().0;
+        reg.store().delete(&link).await.unwrap();
+        assert_eq!(reg.stat_manifest("r", &tag).await.unwrap(), info);
+        // A record written before tags carried the facts falls back to the revision.
+        reg.store().put(&link, revision).await.unwrap();
+        let legacy = format!(r#"{{"digest":"{}"}}"#, info.digest);
+        reg.store()
+            .put(&layout::tag("r", "v1"), Bytes::from(legacy))
+            .await
+            .unwrap();
+        assert_eq!(reg.stat_manifest("r", &tag).await.unwrap(), info);
+        // Deleting the manifest removes the tag with it.
+        reg.delete_manifest("r", &Reference::Digest(info.digest.clone()))
+            .await
+            .unwrap();
+        assert!(reg.stat_manifest("r", &tag).await.is_err());
+        assert_eq!(reg.manifest_bytes(&info).await.unwrap(), body);
     }
 }

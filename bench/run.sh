@@ -211,25 +211,18 @@ make_blob() {
   { openssl enc -aes-128-ctr -nosalt -pass "pass:$3" -pbkdf2 </dev/zero 2>/dev/null || true; } | head -c $(($2 * 1048576)) >"$1"
   sha256sum "$1" | cut -d' ' -f1 >"$1.sha256"
 }
-pull() { # FILE REPO
-  curl -sf -o /dev/null "$SYS_URL/v2/$2/blobs/sha256:$(cat "$1.sha256")"
+# curl_rate STORAGE SYSTEM ROW MIB curl-args...: one transfer, MiB/s from
+# curl's own clock (a process spawn would weigh on the small rows).
+curl_rate() {
+  local storage=$1 system=$2 row=$3 mib=$4 secs
+  shift 4
+  secs=$(client curl -sf -o /dev/null -w '%{time_total}' "$@") || fail "$system ($storage): $row failed"
+  record "$storage" "$system" "$row" "$(echo "scale=2; $mib / $secs" | bc)"
 }
 pull_check() { # FILE REPO: one untimed pull that checks the bytes
   [ "$(curl -sf "$SYS_URL/v2/$2/blobs/sha256:$(cat "$1.sha256")" | sha256sum | cut -d' ' -f1)" = "$(cat "$1.sha256")" ] ||
     fail "$system: pulled blob differs"
 }
-# timed STORAGE SYSTEM ROW MIB cmd...: records MiB/s
-timed() {
-  local storage=$1 system=$2 row=$3 mib=$4 t0 t1
-  shift 4
-  t0=$(now_ns)
-  client "$@" || fail "$system ($storage): $row failed"
-  t1=$(now_ns)
-  record "$storage" "$system" "$row" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
-}
-export -f pull
-export SYS_URL
-
 push_file() { # STORAGE SYSTEM ROW FILE REPO [driver flags]: one streamed push, MiB/s
   local out
   out=$(drive push --url "$SYS_URL" --repo "$5" --file "$4" --digest "sha256:$(cat "$4.sha256")" "${@:6}") ||
@@ -248,7 +241,7 @@ bench_blobs() { # STORAGE SYSTEM
       make_blob "$b" "$mib" "chunked-$mib-$r"
       push_file "$storage" "$system" "push ${mib} MiB monolithic (MiB/s)" "$a" blobs/mono
       push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB (MiB/s)" "$b" blobs/chunked --chunk-mib "$CHUNK_MIB"
-      timed "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" bash -c 'pull "$0" blobs/mono' "$a"
+      curl_rate "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" "$SYS_URL/v2/blobs/mono/blobs/sha256:$(cat "$a.sha256")"
       if [ "$r" = 1 ]; then pull_check "$b" blobs/chunked; fi
       rm -f "$a" "$b" "$a.sha256" "$b.sha256"
     done
@@ -324,23 +317,19 @@ make_package() { # MIB: pkgN.tar.gz and pushN.json (the CLI's body)
     printf '", "metadata": null}'
   } >"$WORK/push$1.json"
 }
-appr_push() { # MIB
-  curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
-    --data-binary "@$WORK/push$1.json" "$SYS_URL/cnr/api/v1/packages/bench/p$1?force=true"
-}
-appr_pull() { # MIB
-  curl -sf -o "$WORK/pulled$1.json" "$SYS_URL/cnr/api/v1/packages/bench/p$1/1.0.0/helm/pull?format=json"
-}
-export -f appr_push appr_pull
 bench_appr() { # STORAGE SYSTEM
   local storage=$1 system=$2 mib r
   peak_reset "$SYS_PID"
   for mib in $APPR_MIB; do
     make_package "$mib"
     for r in $(seq 1 "$RUNS"); do
-      timed "$storage" "$system" "APPR push ${mib} MiB package (MiB/s)" "$mib" bash -c 'appr_push "$0"' "$mib"
-      timed "$storage" "$system" "APPR pull ${mib} MiB package (MiB/s)" "$mib" bash -c 'appr_pull "$0"' "$mib"
+      curl_rate "$storage" "$system" "APPR push ${mib} MiB package (MiB/s)" "$mib" -X POST \
+        -H 'Expect:' -H 'Content-Type: application/json' --data-binary "@$WORK/push$mib.json" \
+        "$SYS_URL/cnr/api/v1/packages/bench/p$mib?force=true"
+      curl_rate "$storage" "$system" "APPR pull ${mib} MiB package (MiB/s)" "$mib" \
+        "$SYS_URL/cnr/api/v1/packages/bench/p$mib/1.0.0/helm/pull?format=json"
     done
+    client curl -sf -o "$WORK/pulled$mib.json" "$SYS_URL/cnr/api/v1/packages/bench/p$mib/1.0.0/helm/pull?format=json"
     python3 -c 'import base64,json,sys; b=base64.b64decode(json.load(open(sys.argv[1]))["blob"]); assert b==open(sys.argv[2],"rb").read()' \
       "$WORK/pulled$mib.json" "$WORK/pkg$mib.tar.gz" || fail "$system: pulled APPR package differs"
     rm -f "$WORK/pulled$mib.json"

@@ -38,7 +38,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::S3Backend;
-use crate::store::{layout, Backend, ByteStream, Condition, StoreError, StoreResult};
+use crate::store::{layout, Backend, ByteRange, ByteStream, Condition, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Record {
@@ -133,22 +133,41 @@ impl S3Backend {
                 .tail
                 .clone()
                 .ok_or_else(|| inconsistent(staged, "tail missing"))?;
-            let (data, _) = self.read(&tail).await?;
-            if data.len() < keep {
+            // Streamed into the part buffer: reading the tail whole first
+            // held two copies of up to a part beside the buffer.
+            let range = ByteRange {
+                start: 0,
+                end: keep as u64 - 1,
+            };
+            let mut data = self.get(&tail, Some(range)).await?;
+            while let Some(chunk) = data.next().await {
+                buf.extend_from_slice(&chunk?);
+            }
+            if buf.len() < keep {
                 return Err(inconsistent(staged, "tail too short"));
             }
-            buf.extend_from_slice(&data[..keep]);
         }
         let mut parts = rec.parts.clone();
         let mut size = offset;
         let mut received = false;
+        // At most one part of memory: a buffer is never grown past a part
+        // (growing doubled it and copied), and a body chunk that already holds
+        // a whole part goes out as it is.
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
+            let mut chunk = chunk.map_err(StoreError::Body)?;
             received |= !chunk.is_empty();
             size += chunk.len() as u64;
-            buf.extend_from_slice(&chunk);
-            while buf.len() >= part_size {
-                let part = buf.split_to(part_size).freeze();
+            while !chunk.is_empty() {
+                let part = if buf.is_empty() && chunk.len() >= part_size {
+                    chunk.split_to(part_size)
+                } else {
+                    let take = (part_size - buf.len()).min(chunk.len());
+                    buf.extend_from_slice(&chunk.split_to(take));
+                    if buf.len() < part_size {
+                        continue;
+                    }
+                    buf.split().freeze()
+                };
                 let id = match &rec.upload_id {
                     Some(id) => id.clone(),
                     None => {
@@ -161,8 +180,8 @@ impl S3Backend {
                 };
                 let n = parts.len() as i32 + 1;
                 parts.push(self.upload_part(staged, &id, n, part).await?);
-                // The buffer shrank; keep one part of capacity, not more.
-                buf.reserve(part_size.saturating_sub(buf.len()));
+                // The part is gone: this takes its memory back, no new allocation.
+                buf.reserve(part_size);
             }
         }
         if !received && offset == rec.size {
@@ -281,19 +300,28 @@ impl S3Backend {
         dest: &str,
         mut body: ByteStream,
     ) -> StoreResult<u64> {
-        let mut head = BytesMut::new();
-        while (head.len() as u64) < self.part_size {
+        // Up to one part is read ahead, never more: a buffer grown past it
+        // would double and copy.
+        let part_size = self.part_size as usize;
+        let mut head = BytesMut::with_capacity(part_size);
+        let overflow = loop {
             match body.next().await {
-                Some(chunk) => head.extend_from_slice(&chunk.map_err(StoreError::Body)?),
+                Some(chunk) => {
+                    let chunk = chunk.map_err(StoreError::Body)?;
+                    if head.len() + chunk.len() > part_size {
+                        break chunk;
+                    }
+                    head.extend_from_slice(&chunk);
+                }
                 None => {
                     let size = head.len() as u64;
                     self.put(dest, head.freeze()).await?;
                     return Ok(size);
                 }
             }
-        }
+        };
         self.staged_abort(staged).await?;
-        let first = futures_util::stream::once(async move { Ok(head.freeze()) });
+        let first = futures_util::stream::iter([Ok(head.freeze()), Ok(overflow)]);
         let result = async {
             let size = self
                 .staged_append(staged, 0, Box::pin(first.chain(body)))

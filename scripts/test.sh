@@ -18,7 +18,7 @@ scripts/tools.sh
 source "${APPRD_CACHE:-$HOME/.cache/apprd}/env.sh"
 
 echo "== build"
-cargo build --release --locked
+cargo build --release --locked --workspace
 export APPRD_BIN=$ROOT/target/release/apprd
 
 if [ -z "$only" ]; then

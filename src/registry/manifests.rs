@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::names::{valid_tag, Reference};
-use super::{paginate, Error, Page, Registry, Result};
+use super::{page_limit, page_of, Error, Page, Registry, Result};
 use crate::digest::{Algorithm, Digest};
 use crate::store::{layout, Condition, StoreError};
 
@@ -455,7 +455,7 @@ impl Registry {
             .collect())
     }
 
-    /// Tags of `repo`, sorted, paginated.
+    /// Tags of `repo`, sorted, paginated; only the page asked for is read.
     pub async fn list_tags(
         &self,
         repo: &str,
@@ -463,11 +463,22 @@ impl Registry {
         last: Option<&str>,
     ) -> Result<Page> {
         self.check_repo(repo)?;
-        let tags = self.all_tags(repo).await?;
+        // Tags are one key level below the prefix: key order is tag order.
+        let prefix = layout::tags(repo);
+        let after = last.map(|l| format!("{prefix}{l}"));
+        let keys = self
+            .store
+            .list_page(&prefix, after.as_deref(), page_limit(n))
+            .await?;
+        let tags: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect();
         if tags.is_empty() && !self.repo_exists(repo).await? {
             return Err(Error::NameUnknown(repo.to_string()));
         }
-        Ok(paginate(tags, n, last))
+        Ok(page_of(tags, n))
     }
 
     /// Digests of every manifest in `repo`.

@@ -50,13 +50,15 @@ pub struct Page {
     pub next_last: Option<String>,
 }
 
-/// Paginate sorted, deduplicated `items` with the OCI `n` / `last` rules.
-pub fn paginate(mut items: Vec<String>, n: Option<usize>, last: Option<&str>) -> Page {
-    items.sort();
-    items.dedup();
-    if let Some(last) = last {
-        items.retain(|t| t.as_str() > last);
-    }
+/// How many entries to read for a page of `n`: one more tells whether
+/// another page follows.
+pub(crate) fn page_limit(n: Option<usize>) -> usize {
+    n.map_or(usize::MAX, |n| n.saturating_add(1))
+}
+
+/// A page of `n` from entries already in order and past `last`, read with
+/// [`page_limit`].
+pub(crate) fn page_of(mut items: Vec<String>, n: Option<usize>) -> Page {
     match n {
         Some(n) if n < items.len() => {
             items.truncate(n);
@@ -116,15 +118,21 @@ impl Registry {
         Ok(())
     }
 
-    /// Repository names, sorted, paginated.
+    /// Repository names, paginated, in the order of their keys (names with a
+    /// "/" appended, as Distribution walks them: "a", "a/b", "a-b"). Only the
+    /// page asked for is read.
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
-        let keys = self.store.list(layout::CATALOG).await?;
+        let after = last.map(layout::catalog_marker);
+        let keys = self
+            .store
+            .list_page(layout::CATALOG, after.as_deref(), page_limit(n))
+            .await?;
         let repos = keys
             .iter()
             .filter_map(|k| layout::catalog_repo(k))
             .map(str::to_string)
             .collect();
-        Ok(paginate(repos, n, last))
+        Ok(page_of(repos, n))
     }
 
     async fn read_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
@@ -148,18 +156,21 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::paginate;
+    use super::{page_limit, page_of};
 
     #[test]
     fn pagination() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let p = paginate(v(&["c", "a", "b"]), Some(2), None);
+        assert_eq!(page_limit(Some(2)), 3);
+        let p = page_of(v(&["a", "b", "c"]), Some(2));
         assert_eq!(p.items, v(&["a", "b"]));
         assert_eq!(p.next_last.as_deref(), Some("b"));
-        let p = paginate(v(&["c", "a", "b"]), Some(2), Some("b"));
+        let p = page_of(v(&["c"]), Some(2));
         assert_eq!((p.items, p.next_last), (v(&["c"]), None));
-        let p = paginate(v(&["a"]), Some(0), None);
+        let p = page_of(v(&["a"]), Some(0));
         assert!(p.items.is_empty() && p.next_last.is_none());
+        let p = page_of(v(&["a", "b"]), None);
+        assert_eq!((p.items.len(), p.next_last), (2, None));
     }
 }
 

@@ -193,6 +193,23 @@ impl Backend for FsBackend {
         Ok(blocking(move || list_files(&root, base)).await?)
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let root = self.root.clone();
+        let base = prefix.trim_end_matches('/').to_string();
+        let after = after.map(str::to_string);
+        Ok(blocking(move || {
+            let mut out = Vec::new();
+            walk_in_order(&root, &base, after.as_deref(), limit, &mut out)?;
+            Ok(out)
+        })
+        .await?)
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let (root, path) = (self.root.clone(), self.path(key));
         Ok(blocking(move || match std::fs::remove_file(&path) {
@@ -402,4 +419,55 @@ fn list_files(root: &Path, base: String) -> io::Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// Append the file keys under `dir` to `out` in byte order, skipping keys up
+/// to `after` and stopping at `limit`: a page reads only the folders it
+/// covers (10,000 repositories were 10,000 folder reads for every page).
+fn walk_in_order(
+    root: &Path,
+    dir: &str,
+    after: Option<&str>,
+    limit: usize,
+    out: &mut Vec<String>,
+) -> io::Result<()> {
+    let rd = match std::fs::read_dir(root.join(dir)) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(20) => return Ok(()), // ENOTDIR
+        Err(e) => return Err(e),
+    };
+    // Each entry as the start of the keys it holds: a folder's keys all
+    // begin with "name/", which is what orders it among its siblings.
+    let mut entries = Vec::new();
+    for entry in rd {
+        let entry = entry?;
+        let mut key = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        key.push_str(&entry.file_name().to_string_lossy());
+        let is_dir = entry.file_type()?.is_dir();
+        if is_dir {
+            key.push('/');
+        }
+        entries.push((key, is_dir));
+    }
+    entries.sort_unstable();
+    for (key, is_dir) in entries {
+        if out.len() >= limit {
+            break;
+        }
+        if is_dir {
+            // Everything below starts with `key`: skip it when `after` lies beyond.
+            if after.is_some_and(|a| a > key.as_str() && !a.starts_with(&key)) {
+                continue;
+            }
+            walk_in_order(root, key.trim_end_matches('/'), after, limit, out)?;
+        } else if after.is_none_or(|a| key.as_str() > a) {
+            out.push(key);
+        }
+    }
+    Ok(())
 }

@@ -73,6 +73,16 @@ impl Backend for Instrumented {
         self.timed("list", self.inner.list(prefix)).await
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        self.timed("list", self.inner.list_page(prefix, after, limit))
+            .await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.timed("delete", self.inner.delete(key)).await
     }

@@ -86,6 +86,22 @@ pub trait Backend: Send + Sync + 'static {
     /// Every key under `prefix` (recursively), in no set order.
     async fn list(&self, prefix: &str) -> StoreResult<Vec<String>>;
 
+    /// One page of a listing: keys under `prefix` in byte order, strictly after
+    /// the key `after` when given, at most `limit` of them. Backends override it
+    /// to stop early instead of listing everything for every page.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut keys = self.list(prefix).await?;
+        keys.sort_unstable();
+        keys.retain(|k| after.is_none_or(|a| k.as_str() > a));
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
     /// Remove an object; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> StoreResult<()>;
 

@@ -491,6 +491,42 @@ impl Backend for S3Backend {
         Ok(out)
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        // S3 lists in key order: start-after and max-keys give the page itself.
+        let mut out = Vec::new();
+        let mut token = None;
+        while out.len() < limit {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(self.key(prefix))
+                .set_start_after(after.map(|a| self.key(a)))
+                .max_keys((limit - out.len()).min(1000) as i32)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| store_err("ListObjectsV2", prefix, e))?;
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key()?.strip_prefix(&self.prefix))
+                    .map(str::to_string),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         match self
             .client

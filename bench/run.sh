@@ -12,6 +12,7 @@
 #   bench/run.sh                     everything (about 40 min on 2 cores)
 #   QUICK=1 bench/run.sh             one short run of each row (a smoke test)
 #   STORAGES=filesystem SYSTEMS="apprd distribution" bench/run.sh
+#   WORKLOADS="lists" bench/run.sh   only some rows (startup and idle RSS always)
 #
 # The server runs on CPU $SERVER_CPU, the client (and Garage) on $CLIENT_CPU.
 # Needs `scripts/tools.sh bench`.
@@ -30,6 +31,8 @@ SMALL_IMAGES=${SMALL_IMAGES:-200}
 APPR_MIB=${APPR_MIB:-1 10 100}
 STORAGES=${STORAGES:-filesystem s3}
 SYSTEMS=${SYSTEMS:-apprd distribution docker-registry}
+# Which workloads run (all by default): blobs manifests small lists appr limits
+WORKLOADS=${WORKLOADS:-blobs manifests small lists appr limits}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PART=8388608 # S3 part size, the same on every system
@@ -50,6 +53,7 @@ cd "$WORK"
 RAW=$WORK/raw.jsonl
 : >"$RAW"
 client() { taskset -c "$CLIENT_CPU" "$@"; }
+wants() { case " $WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 drive() { client "$DRIVER" "$@"; }
 now_ns() { date +%s%N; }
 
@@ -285,9 +289,11 @@ bench_lists() { # STORAGE SYSTEM
     out=$(drive list --url "$SYS_URL" --path /v2/bench/tags/tags/list --page "$PAGE" --expect "$TAGS") ||
       fail "$system: tag listing failed"
     record "$storage" "$system" "list $TAGS tags, n=$PAGE (ms)" "$(echo "scale=2; $(json_field "$out" seconds) * 1000" | bc)"
+    record "$storage" "$system" "list $TAGS tags, n=$PAGE (pages)" "$(json_field "$out" pages)"
     out=$(drive list --url "$SYS_URL" --path /v2/_catalog --page "$PAGE" --expect "$REPOS") ||
       fail "$system: catalog failed"
     record "$storage" "$system" "_catalog of $REPOS repositories, n=$PAGE (ms)" "$(echo "scale=2; $(json_field "$out" seconds) * 1000" | bc)"
+    record "$storage" "$system" "_catalog of $REPOS repositories, n=$PAGE (pages)" "$(json_field "$out" pages)"
   done
   record "$storage" "$system" "peak RSS, tags and catalog (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
 }
@@ -383,14 +389,14 @@ s3_limits() {
 
 # ---------------------------------------------------------------------------
 log "work dir $WORK; runs $RUNS; storages $STORAGES; systems $SYSTEMS"
-machine_limits
+if wants limits; then machine_limits; fi
 for storage in $STORAGES; do
-  if [ "$storage" = s3 ]; then
+  if [ "$storage" = s3 ] && wants limits; then
     start_garage
     s3_limits
   fi
   systems=$SYSTEMS
-  [ "$storage" = filesystem ] && systems="$systems appr-reference"
+  if [ "$storage" = filesystem ] && wants appr; then systems="$systems appr-reference"; fi
   for system in $systems; do
     log "$system on $storage"
     if [ "$storage" = s3 ]; then start_garage; fi
@@ -402,13 +408,13 @@ for storage in $STORAGES; do
     sleep 1
     record "$storage" "$system" "idle RSS (MiB)" "$(rss_mib "$SYS_PID" VmRSS)"
     if [ "$system" = appr-reference ]; then
-      bench_appr "$storage" "$system"
+      if wants appr; then bench_appr "$storage" "$system"; fi
     else
-      bench_blobs "$storage" "$system"
-      bench_manifests "$storage" "$system"
-      bench_small_images "$storage" "$system"
-      bench_lists "$storage" "$system"
-      if [ "$system" = apprd ] && [ "$storage" = filesystem ]; then bench_appr "$storage" "$system"; fi
+      if wants blobs; then bench_blobs "$storage" "$system"; fi
+      if wants manifests; then bench_manifests "$storage" "$system"; fi
+      if wants small; then bench_small_images "$storage" "$system"; fi
+      if wants lists; then bench_lists "$storage" "$system"; fi
+      if wants appr && [ "$system" = apprd ] && [ "$storage" = filesystem ]; then bench_appr "$storage" "$system"; fi
     fi
     stop_system
     rm -rf "$WORK/$system-$storage/data"

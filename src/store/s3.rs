@@ -507,7 +507,8 @@ impl Backend for S3Backend {
                 .bucket(&self.bucket)
                 .prefix(self.key(prefix))
                 .set_start_after(after.map(|a| self.key(a)))
-                .max_keys((limit - out.len()).min(1000) as i32)
+                // Only a short page names max-keys; 1000 is S3's own default.
+                .set_max_keys((limit - out.len() < 1000).then(|| (limit - out.len()) as i32))
                 .set_continuation_token(token)
                 .send()
                 .await

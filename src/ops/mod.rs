@@ -88,7 +88,7 @@ mod tests {
         async fn put_if(&self, _: &str, _: Bytes, _: Condition) -> StoreResult<Meta> {
             unreachable!()
         }
-        async fn list(&self, _: &str) -> StoreResult<Vec<String>> {
+        async fn list_page(&self, _: &str, _: Option<&str>, _: usize) -> StoreResult<Vec<String>> {
             unreachable!()
         }
         async fn delete(&self, _: &str) -> StoreResult<()> {

@@ -187,12 +187,6 @@ impl Backend for FsBackend {
         self.put(key, data).await
     }
 
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        let root = self.root.clone();
-        let base = prefix.trim_end_matches('/').to_string();
-        Ok(blocking(move || list_files(&root, base)).await?)
-    }
-
     async fn list_page(
         &self,
         prefix: &str,
@@ -391,36 +385,6 @@ impl BatchWriter {
     }
 }
 
-/// Every file key under `base` (a key prefix ending at a folder), walked
-/// depth-first.
-fn list_files(root: &Path, base: String) -> io::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut pending = vec![base];
-    while let Some(dir) = pending.pop() {
-        let rd = match std::fs::read_dir(root.join(&dir)) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) if e.raw_os_error() == Some(20) => continue, // ENOTDIR
-            Err(e) => return Err(e),
-        };
-        for entry in rd {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let key = if dir.is_empty() {
-                name
-            } else {
-                format!("{dir}/{name}")
-            };
-            if entry.file_type()?.is_dir() {
-                pending.push(key);
-            } else {
-                out.push(key);
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Append the file keys under `dir` to `out` in byte order, skipping keys up
 /// to `after` and stopping at `limit`: a page reads only the folders it
 /// covers (10,000 repositories were 10,000 folder reads for every page).
@@ -438,7 +402,8 @@ fn walk_in_order(
         Err(e) => return Err(e),
     };
     // Each entry as the start of the keys it holds: a folder's keys all
-    // begin with "name/", which is what orders it among its siblings.
+    // begin with "name/" (the trailing "/" marks it a folder), which is what
+    // orders it among its siblings.
     let mut entries = Vec::new();
     for entry in rd {
         let entry = entry?;
@@ -448,18 +413,17 @@ fn walk_in_order(
             format!("{dir}/")
         };
         key.push_str(&entry.file_name().to_string_lossy());
-        let is_dir = entry.file_type()?.is_dir();
-        if is_dir {
+        if entry.file_type()?.is_dir() {
             key.push('/');
         }
-        entries.push((key, is_dir));
+        entries.push(key);
     }
     entries.sort_unstable();
-    for (key, is_dir) in entries {
+    for key in entries {
         if out.len() >= limit {
             break;
         }
-        if is_dir {
+        if key.ends_with('/') {
             // Everything below starts with `key`: skip it when `after` lies beyond.
             if after.is_some_and(|a| a > key.as_str() && !a.starts_with(&key)) {
                 continue;

@@ -83,23 +83,19 @@ pub trait Backend: Send + Sync + 'static {
     /// Write only if `cond` holds; `PreconditionFailed` otherwise.
     async fn put_if(&self, key: &str, data: Bytes, cond: Condition) -> StoreResult<Meta>;
 
-    /// Every key under `prefix` (recursively), in no set order.
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>>;
-
-    /// One page of a listing: keys under `prefix` in byte order, strictly after
-    /// the key `after` when given, at most `limit` of them. Backends override it
-    /// to stop early instead of listing everything for every page.
+    /// One page of a listing: keys under `prefix` (recursively) in byte
+    /// order, strictly after the key `after` when given, at most `limit` of
+    /// them, reading no more of the store than the page needs.
     async fn list_page(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> StoreResult<Vec<String>> {
-        let mut keys = self.list(prefix).await?;
-        keys.sort_unstable();
-        keys.retain(|k| after.is_none_or(|a| k.as_str() > a));
-        keys.truncate(limit);
-        Ok(keys)
+    ) -> StoreResult<Vec<String>>;
+
+    /// Every key under `prefix` (recursively), in byte order.
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        self.list_page(prefix, None, usize::MAX).await
     }
 
     /// Remove an object; removing a missing object is not an error.

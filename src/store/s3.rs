@@ -464,33 +464,6 @@ impl Backend for S3Backend {
         }
     }
 
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(self.key(prefix))
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| store_err("ListObjectsV2", prefix, e))?;
-            out.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key()?.strip_prefix(&self.prefix))
-                    .map(str::to_string),
-            );
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(out)
-    }
-
     async fn list_page(
         &self,
         prefix: &str,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio::fs;
 
@@ -260,13 +261,12 @@ impl Backend for FsBackend {
         .await;
         match (result, writer.finish().await) {
             (Ok(()), Ok(_)) => Ok(size),
-            (result, file) => {
+            (Ok(()), Err(e)) => Err(e.into()),
+            (Err(e), file) => {
                 if let Ok(f) = file {
                     let _ = blocking(move || f.set_len(offset)).await;
                 }
-                Err(result
-                    .err()
-                    .unwrap_or_else(|| StoreError::Io(io::Error::other("write failed"))))
+                Err(e)
             }
         }
     }
@@ -309,11 +309,11 @@ impl Backend for FsBackend {
 /// copies: a tenth of a pull's CPU).
 fn read_blocks(file: std::fs::File, remaining: u64) -> ByteStream {
     Box::pin(futures_util::stream::try_unfold(
-        (Some(file), remaining),
-        |(file, remaining)| async move {
-            let Some(mut file) = file.filter(|_| remaining > 0) else {
+        (file, remaining),
+        |(mut file, remaining)| async move {
+            if remaining == 0 {
                 return Ok(None);
-            };
+            }
             let want = remaining.min(READ_BLOCK as u64) as usize;
             let (file, block) = blocking(move || {
                 // `take` + `read_to_end` fills the block without zeroing it first.
@@ -326,18 +326,19 @@ fn read_blocks(file: std::fs::File, remaining: u64) -> ByteStream {
                 return Ok(None);
             }
             let left = remaining - block.len() as u64;
-            Ok(Some((block, (Some(file), left))))
+            Ok(Some((block, (file, left))))
         },
     ))
 }
 
 /// Writes a stream of small chunks (a socket read each) as 1 MiB blocks, one
 /// blocking-pool hop per block with the next block filling meanwhile: a hop
-/// per chunk cost a fifth of a push's CPU in task switches.
+/// per chunk cost a fifth of a push's CPU in task switches. Two buffers take
+/// turns, so a long push allocates no more than that.
 struct BatchWriter {
     buf: Vec<u8>,
-    file: Option<std::fs::File>,
-    pending: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>>,
+    /// The file and the buffer last written from, once that write is done.
+    write: Option<BoxFuture<'static, io::Result<(std::fs::File, Vec<u8>)>>>,
 }
 
 const WRITE_BLOCK: usize = 1 << 20;
@@ -346,8 +347,7 @@ impl BatchWriter {
     fn new(file: std::fs::File) -> Self {
         BatchWriter {
             buf: Vec::with_capacity(WRITE_BLOCK),
-            file: Some(file),
-            pending: None,
+            write: Some(Box::pin(std::future::ready(Ok((file, Vec::new()))))),
         }
     }
 
@@ -359,17 +359,25 @@ impl BatchWriter {
         Ok(())
     }
 
+    /// The file and a free buffer, once the write in flight is done.
+    async fn settle(&mut self) -> io::Result<(std::fs::File, Vec<u8>)> {
+        self.write.take().expect("a write after each flush").await
+    }
+
     /// Wait for the write in flight, then start writing the buffer.
     async fn flush(&mut self) -> io::Result<()> {
-        let mut file = match self.pending.take() {
-            Some(write) => write.await.map_err(io::Error::other)??,
-            None => self.file.take().expect("a file when no write is in flight"),
-        };
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BLOCK));
-        self.pending = Some(tokio::task::spawn_blocking(move || {
+        let (mut file, mut free) = self.settle().await?;
+        free.clear();
+        free.reserve(WRITE_BLOCK);
+        let block = std::mem::replace(&mut self.buf, free);
+        // Spawned now, not when awaited: the write runs while the next block fills.
+        let write = tokio::task::spawn_blocking(move || {
             io::Write::write_all(&mut file, &block)?;
-            Ok(file)
-        }));
+            Ok((file, block))
+        });
+        self.write = Some(Box::pin(
+            async move { write.await.map_err(io::Error::other)? },
+        ));
         Ok(())
     }
 
@@ -378,10 +386,7 @@ impl BatchWriter {
         if !self.buf.is_empty() {
             self.flush().await?;
         }
-        match self.pending.take() {
-            Some(write) => write.await.map_err(io::Error::other)?,
-            None => Ok(self.file.take().expect("a file when no write is in flight")),
-        }
+        Ok(self.settle().await?.0)
     }
 }
 

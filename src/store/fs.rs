@@ -338,8 +338,11 @@ fn read_blocks(file: std::fs::File, remaining: u64) -> ByteStream {
 struct BatchWriter {
     buf: Vec<u8>,
     /// The file and the buffer last written from, once that write is done.
-    write: Option<BoxFuture<'static, io::Result<(std::fs::File, Vec<u8>)>>>,
+    write: Option<BoxFuture<'static, io::Result<Written>>>,
 }
+
+/// The file and the buffer of a finished write.
+type Written = (std::fs::File, Vec<u8>);
 
 const WRITE_BLOCK: usize = 1 << 20;
 
@@ -360,7 +363,7 @@ impl BatchWriter {
     }
 
     /// The file and a free buffer, once the write in flight is done.
-    async fn settle(&mut self) -> io::Result<(std::fs::File, Vec<u8>)> {
+    async fn settle(&mut self) -> io::Result<Written> {
         self.write.take().expect("a write after each flush").await
     }
 

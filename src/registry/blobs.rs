@@ -9,11 +9,8 @@ use crate::store::{layout, ByteRange, ByteStream};
 
 impl Registry {
     pub(crate) async fn link_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
-        let key = layout::blob_link(repo, digest);
-        if self.store.stat(&key).await?.is_none() {
-            self.store.put(&key, Bytes::new()).await?;
-        }
-        Ok(())
+        self.put_once(&layout::blob_link(repo, digest), Bytes::new())
+            .await
     }
 
     /// Store a small blob (a config) given whole, in one atomic write
@@ -21,10 +18,7 @@ impl Registry {
     pub async fn put_small_blob(&self, repo: &str, data: Bytes) -> Result<Digest> {
         self.check_repo(repo)?;
         let digest = Digest::sha256_of(&data);
-        let key = layout::blob(&digest);
-        if self.store.stat(&key).await?.is_none() {
-            self.store.put(&key, data).await?;
-        }
+        self.put_once(&layout::blob(&digest), data).await?;
         self.link_blob(repo, &digest).await?;
         Ok(digest)
     }

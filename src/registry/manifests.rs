@@ -254,10 +254,8 @@ impl Registry {
         }
 
         // Bytes first, then the link, then tags: a crash never leaves a pointer to nothing.
-        let blob_key = layout::blob(&digest);
-        if self.store.stat(&blob_key).await?.is_none() {
-            self.store.put(&blob_key, req.body.clone()).await?;
-        }
+        self.put_once(&layout::blob(&digest), req.body.clone())
+            .await?;
         let size = req.body.len() as u64;
         let revision = Revision {
             media_type: media_type.clone(),

@@ -111,9 +111,16 @@ impl Registry {
     }
 
     async fn mark_repo(&self, repo: &str) -> Result<()> {
-        let key = layout::catalog_marker(repo);
-        if self.store.stat(&key).await?.is_none() {
-            self.store.put(&key, Bytes::new()).await?;
+        self.put_once(&layout::catalog_marker(repo), Bytes::new())
+            .await
+    }
+
+    /// Write an object whose bytes never change (content-addressed bytes,
+    /// links, markers), unless it is already there: a stat costs less than
+    /// a write, and the bytes would be the same.
+    async fn put_once(&self, key: &str, data: Bytes) -> Result<()> {
+        if self.store.stat(key).await?.is_none() {
+            self.store.put(key, data).await?;
         }
         Ok(())
     }

@@ -180,7 +180,7 @@ async fn run(command: Command) -> Result<serde_json::Value> {
             accept,
             concurrency,
             seconds,
-        } => load(&client, &url, &method, &accept, concurrency, seconds).await,
+        } => load(&url, &method, &accept, concurrency, seconds).await,
         Command::Sha256 { mib } => Ok(sha256_limit(mib)),
     }
 }
@@ -250,35 +250,15 @@ async fn push_blob(client: &Client, url: &str, repo: &str, bytes: &[u8]) -> Resu
     if head.status() == StatusCode::OK {
         return Ok(digest);
     }
-    let post = client
-        .post(format!("{url}/v2/{repo}/blobs/uploads/"))
-        .header(header::CONTENT_LENGTH, "0")
-        .send()
-        .await?;
-    ensure!(
-        post.status() == StatusCode::ACCEPTED,
-        "POST upload: {}",
-        post.status()
-    );
-    let location = post
-        .headers()
-        .get(header::LOCATION)
-        .context("POST upload: no Location")?
-        .to_str()?
-        .to_string();
-    let location = absolute(url, &location);
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let put = client
-        .put(format!("{location}{sep}digest={digest}"))
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .body(bytes.to_vec())
-        .send()
-        .await?;
-    ensure!(
-        put.status() == StatusCode::CREATED,
-        "PUT blob: {}",
-        put.status()
-    );
+    let location = start_upload(client, url, repo).await?;
+    close_upload(
+        client,
+        &location,
+        &digest,
+        bytes.len() as u64,
+        bytes.to_vec().into(),
+    )
+    .await?;
     Ok(digest)
 }
 
@@ -493,7 +473,6 @@ fn sha256_limit(mib: usize) -> serde_json::Value {
 /// pool and header handling cost the client as much as a small request costs
 /// the server, and at concurrency 1 the client's time is in every figure.
 async fn load(
-    _client: &Client,
     url: &str,
     method: &str,
     accept: &str,
@@ -575,17 +554,7 @@ async fn push_file(
 ) -> Result<serde_json::Value> {
     let total = tokio::fs::metadata(file).await?.len();
     let t0 = Instant::now();
-    let post = client
-        .post(format!("{url}/v2/{repo}/blobs/uploads/"))
-        .header(header::CONTENT_LENGTH, "0")
-        .send()
-        .await?;
-    ensure!(
-        post.status() == StatusCode::ACCEPTED,
-        "POST upload: {}",
-        post.status()
-    );
-    let mut location = location_of(url, &post)?;
+    let mut location = start_upload(client, url, repo).await?;
     let mut offset = 0;
     if let Some(mib) = chunk_mib {
         while offset < total {
@@ -611,12 +580,47 @@ async fn push_file(
         }
     }
     let rest = total - offset;
+    close_upload(
+        client,
+        &location,
+        digest,
+        rest,
+        file_body(file, offset, rest).await?,
+    )
+    .await?;
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(json!({ "seconds": seconds, "mib_per_s": total as f64 / 1048576.0 / seconds }))
+}
+
+/// POST a new upload session; its absolute URL.
+async fn start_upload(client: &Client, url: &str, repo: &str) -> Result<String> {
+    let post = client
+        .post(format!("{url}/v2/{repo}/blobs/uploads/"))
+        .header(header::CONTENT_LENGTH, "0")
+        .send()
+        .await?;
+    ensure!(
+        post.status() == StatusCode::ACCEPTED,
+        "POST upload: {}",
+        post.status()
+    );
+    location_of(url, &post)
+}
+
+/// The closing PUT of an upload, with the last `len` bytes in `body`.
+async fn close_upload(
+    client: &Client,
+    location: &str,
+    digest: &str,
+    len: u64,
+    body: reqwest::Body,
+) -> Result<()> {
     let sep = if location.contains('?') { '&' } else { '?' };
     let put = client
         .put(format!("{location}{sep}digest={digest}"))
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, rest)
-        .body(file_body(file, offset, rest).await?)
+        .header(header::CONTENT_LENGTH, len)
+        .body(body)
         .send()
         .await?;
     let status = put.status();
@@ -625,8 +629,7 @@ async fn push_file(
         "PUT blob: {status} {}",
         put.text().await.unwrap_or_default()
     );
-    let seconds = t0.elapsed().as_secs_f64();
-    Ok(json!({ "seconds": seconds, "mib_per_s": total as f64 / 1048576.0 / seconds }))
+    Ok(())
 }
 
 fn location_of(url: &str, resp: &reqwest::Response) -> Result<String> {

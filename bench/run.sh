@@ -210,9 +210,14 @@ drop_caches() {
   { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
 }
 
-# make_blob FILE MIB SEED: the same pseudo-random bytes on every system.
-make_blob() {
+# noise FILE MIB SEED: the same pseudo-random bytes on every system (AES-CTR
+# of zeros: fast, incompressible, reproducible from SEED).
+noise() {
   { openssl enc -aes-128-ctr -nosalt -pass "pass:$3" -pbkdf2 </dev/zero 2>/dev/null || true; } | head -c $(($2 * 1048576)) >"$1"
+}
+# make_blob FILE MIB SEED: noise, and its digest in FILE.sha256.
+make_blob() {
+  noise "$@"
   sha256sum "$1" | cut -d' ' -f1 >"$1.sha256"
 }
 # curl_rate STORAGE SYSTEM ROW MIB curl-args...: one transfer, MiB/s from
@@ -314,7 +319,7 @@ make_package() { # MIB: pkgN.tar.gz and pushN.json (the CLI's body)
   [ -f "$WORK/push$1.json" ] && return 0
   mkdir -p "$WORK/src$1/bench"
   printf 'apiVersion: v1\nname: bench\nversion: 1.0.0\n' >"$WORK/src$1/bench/Chart.yaml"
-  { openssl enc -aes-128-ctr -nosalt -pass "pass:appr-$1" -pbkdf2 </dev/zero 2>/dev/null || true; } | head -c $(($1 * 1048576)) >"$WORK/src$1/bench/data.bin"
+  noise "$WORK/src$1/bench/data.bin" "$1" "appr-$1"
   tar czf "$WORK/pkg$1.tar.gz" -C "$WORK/src$1" bench
   rm -rf "$WORK/src$1"
   {
@@ -346,44 +351,42 @@ bench_appr() { # STORAGE SYSTEM
 # ---------------------------------------------------------------------------
 # The machine's limits, on the same bytes and disk
 # ---------------------------------------------------------------------------
+# limit_rate ROW MIB cmd...: one timed run of cmd on the server's core, as
+# MiB/s of the machine.
+limit_rate() {
+  local row=$1 mib=$2 t0 t1
+  shift 2
+  t0=$(now_ns)
+  taskset -c "$SERVER_CPU" "$@" || fail "$row: $* failed"
+  t1=$(now_ns)
+  record machine limit "$row" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
+}
+
 machine_limits() {
-  local out f=$WORK/limit-blob t0 t1 mib=1024
+  local out f=$WORK/limit-blob mib=1024 r
   out=$(taskset -c "$SERVER_CPU" "$DRIVER" sha256 --mib 2048)
   record machine limit "SHA-256, one core (MiB/s)" "$(json_field "$out" mib_per_s)"
   for r in $(seq 1 "$RUNS"); do
     drop_caches
-    make_blob "$f" "$mib" limit
-    t0=$(now_ns)
-    dd if="$f" of="$WORK/limit-copy" bs=1M conv=fdatasync status=none
-    t1=$(now_ns)
-    record machine limit "disk write + fdatasync (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
-    t0=$(now_ns)
-    dd if="$WORK/limit-copy" of=/dev/null bs=1M status=none
-    t1=$(now_ns)
-    record machine limit "read, page cache (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
-    rm -f "$WORK/limit-copy" "$f" "$f.sha256"
+    noise "$f" "$mib" limit
+    limit_rate "disk write + fdatasync (MiB/s)" "$mib" dd if="$f" of="$WORK/limit-copy" bs=1M conv=fdatasync status=none
+    limit_rate "read, page cache (MiB/s)" "$mib" dd if="$WORK/limit-copy" of=/dev/null bs=1M status=none
+    rm -f "$WORK/limit-copy" "$f"
   done
 }
 
 # The S3 store's own limit: one object PUT and GET with curl from the
 # server's core, Garage on the client's, as the registries use them.
 s3_limits() {
-  local f=$WORK/limit-blob t0 t1 mib=1024 r
-  local sig=(--aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY")
+  local f=$WORK/limit-blob mib=1024 r
+  local s3=(curl -sf -o /dev/null --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
   for r in $(seq 1 "$RUNS"); do
     drop_caches
-    make_blob "$f" "$mib" "s3-limit-$r"
-    t0=$(now_ns)
-    taskset -c "$SERVER_CPU" curl -sf -o /dev/null "${sig[@]}" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-      -T "$f" "$AWS_ENDPOINT_URL/bench/limit-$r" || fail "S3 PUT to Garage failed"
-    t1=$(now_ns)
-    record machine limit "S3 PUT object, Garage (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
-    t0=$(now_ns)
-    taskset -c "$SERVER_CPU" curl -sf -o /dev/null "${sig[@]}" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-      "$AWS_ENDPOINT_URL/bench/limit-$r" || fail "S3 GET from Garage failed"
-    t1=$(now_ns)
-    record machine limit "S3 GET object, Garage (MiB/s)" "$(echo "scale=2; $mib * 1000000000 / ($t1 - $t0)" | bc)"
-    rm -f "$f" "$f.sha256"
+    noise "$f" "$mib" "s3-limit-$r"
+    limit_rate "S3 PUT object, Garage (MiB/s)" "$mib" "${s3[@]}" -T "$f" "$AWS_ENDPOINT_URL/bench/limit-$r"
+    limit_rate "S3 GET object, Garage (MiB/s)" "$mib" "${s3[@]}" "$AWS_ENDPOINT_URL/bench/limit-$r"
+    rm -f "$f"
   done
 }
 

@@ -463,7 +463,7 @@ impl Registry {
         self.check_repo(repo)?;
         // Tags are one key level below the prefix: key order is tag order.
         let prefix = layout::tags(repo);
-        let after = last.map(|l| format!("{prefix}{l}"));
+        let after = last.map(|l| layout::tag(repo, l));
         let keys = self
             .store
             .list_page(&prefix, after.as_deref(), page_limit(n))

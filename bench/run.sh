@@ -5,7 +5,8 @@
 #   - Debian's docker-registry (Distribution 2.8)
 #   - for APPR, the reference appr 0.7.4 server (Python 2.7, filesystem only)
 # over the filesystem (same disk) and S3 (one fresh Garage per system), plus
-# the machine's own limits (single-core SHA-256, sequential disk write/read).
+# the machine's own limits (single-core SHA-256, sequential disk write/read,
+# a file sent over loopback HTTP by sendfile).
 # Each figure is the median of $RUNS runs with its min-max spread; the tables
 # (one per storage, with ratios apprd/peer) land in bench/results/.
 #
@@ -371,8 +372,23 @@ machine_limits() {
     noise "$f" "$mib" limit
     limit_rate "disk write + fdatasync (MiB/s)" "$mib" dd if="$f" of="$WORK/limit-copy" bs=1M conv=fdatasync status=none
     limit_rate "read, page cache (MiB/s)" "$mib" dd if="$WORK/limit-copy" of=/dev/null bs=1M status=none
+    loopback_limit "$mib" "$WORK/limit-copy"
     rm -f "$WORK/limit-copy" "$f"
   done
+}
+
+# A pull also crosses loopback TCP: the same file served by sendfile(2) from
+# the server's core to curl on the client's, timed as the pull rows are.
+loopback_limit() { # MIB FILE
+  local port pid secs
+  port=$(free_port)
+  taskset -c "$SERVER_CPU" python3 "$ROOT_DIR/bench/sendfile-server.py" "$port" "$2" &
+  pid=$!
+  wait_http "http://127.0.0.1:$port/" 10
+  secs=$(client curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/") || fail "loopback limit failed"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  record machine limit "loopback HTTP GET by sendfile (MiB/s)" "$(echo "scale=2; $1 / $secs" | bc)"
 }
 
 # The S3 store's own limit: one object PUT and GET with curl from the

@@ -248,7 +248,7 @@ impl Backend for FsBackend {
             expected: offset,
             actual,
         })?;
-        let mut writer = BatchWriter::new(file);
+        let mut writer = BatchWriter::new(file, offset);
         let mut size = offset;
         let result: StoreResult<()> = async {
             while let Some(chunk) = body.next().await {
@@ -337,6 +337,8 @@ fn read_blocks(file: std::fs::File, remaining: u64) -> ByteStream {
 /// turns, so a long push allocates no more than that.
 struct BatchWriter {
     buf: Vec<u8>,
+    /// Where in the file the next block goes.
+    pos: u64,
     /// The file and the buffer last written from, once that write is done.
     write: Option<BoxFuture<'static, io::Result<Written>>>,
 }
@@ -347,9 +349,10 @@ type Written = (std::fs::File, Vec<u8>);
 const WRITE_BLOCK: usize = 1 << 20;
 
 impl BatchWriter {
-    fn new(file: std::fs::File) -> Self {
+    fn new(file: std::fs::File, pos: u64) -> Self {
         BatchWriter {
             buf: Vec::with_capacity(WRITE_BLOCK),
+            pos,
             write: Some(Box::pin(std::future::ready(Ok((file, Vec::new()))))),
         }
     }
@@ -373,9 +376,12 @@ impl BatchWriter {
         free.clear();
         free.reserve(WRITE_BLOCK);
         let block = std::mem::replace(&mut self.buf, free);
+        let pos = self.pos;
+        self.pos += block.len() as u64;
         // Spawned now, not when awaited: the write runs while the next block fills.
         let write = tokio::task::spawn_blocking(move || {
             io::Write::write_all(&mut file, &block)?;
+            start_writeback(&file, pos, block.len());
             Ok((file, block))
         });
         self.write = Some(Box::pin(
@@ -392,6 +398,28 @@ impl BatchWriter {
         Ok(self.settle().await?.0)
     }
 }
+
+/// Start sending a just-written range to the disk without waiting for it, so
+/// the disk works while the rest of the upload arrives and the fsync at commit
+/// waits for the last blocks only, not for the whole blob (bench/: a 1 GiB
+/// push spent a third of its time in that fsync). Only a hint: errors surface
+/// at the fsync.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, pos: u64, len: usize) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor `file` keeps open.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            pos as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _pos: u64, _len: usize) {}
 
 /// Append the file keys under `dir` to `out` in byte order, skipping keys up
 /// to `after` and stopping at `limit`: a page reads only the folders it

@@ -68,11 +68,17 @@ cat >"$WORK/raw.jsonl" <<'EOF'
 {"storage":"filesystem","system":"distribution","row":"manifest GET by tag, c=1 (req/s)","value":400}
 {"storage":"filesystem","system":"apprd","row":"idle RSS (MiB)","value":30}
 {"storage":"filesystem","system":"distribution","row":"idle RSS (MiB)","value":40}
+{"storage":"filesystem","system":"apprd","row":"pull 100 MiB (MiB/s)","value":1500}
 {"storage":"machine","system":"limit","row":"SHA-256, one core (MiB/s)","value":1000}
+{"storage":"machine","system":"limit","row":"read, page cache (MiB/s)","value":8000}
+{"storage":"machine","system":"limit","row":"loopback HTTP GET by sendfile (MiB/s)","value":2000}
 EOF
 python3 "$ROOT_DIR/bench/report.py" "$WORK/raw.jsonl" --out "$WORK/results" >/dev/null
 grep -q '| manifest GET by tag, c=1 (req/s) | 1,000 (900–1,100) | 400 | 2.50 | short |' "$WORK/results/filesystem.md" ||
   fail "report row wrong: $(grep 'manifest GET' "$WORK/results/filesystem.md")"
 grep -q '| idle RSS (MiB) | 30.0 | 40.0 | 0.75 | short |' "$WORK/results/filesystem.md" ||
   fail "report RSS row wrong: $(grep 'idle RSS' "$WORK/results/filesystem.md")"
+# a pull is set against the slower of the disk read and loopback TCP
+grep -q '| min(page-cache read, loopback sendfile) | 2,000 MiB/s | pull 100 MiB (MiB/s) | 1,500 | 0.75 |' "$WORK/results/filesystem.md" ||
+  fail "report pull limit wrong: $(grep 'pull 100' "$WORK/results/filesystem.md")"
 log "bench driver and report ok ($APPRD_TEST_STORAGE)"

@@ -61,6 +61,26 @@ fn return_big_buffers_to_the_system() {
     }
 }
 
+/// Freed memory inside glibc's heaps stays resident until trimmed, and the
+/// trim threshold only covers a heap's top: after 200 small images pushed by
+/// 16 clients, 3.4 MiB of freed heap stayed resident for good (8.8 MiB of
+/// anonymous memory against 5.4 MiB with this). A trim once a second gives
+/// those pages back without re-faulting the hot top of the heap on every
+/// block of a transfer.
+fn trim_freed_memory_every_second() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            // SAFETY: malloc_trim takes the allocator's own locks.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        })
+        .expect("start the malloc-trim thread");
+}
+
 fn main() -> anyhow::Result<()> {
     return_big_buffers_to_the_system();
     let cli = Cli::parse();
@@ -68,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(o) => {
             let config = Config::load(&o)?;
             let _telemetry = apprd::ops::telemetry::init(config.log_format);
+            trim_freed_memory_every_second();
             actix_web::rt::System::new().block_on(apprd::server::run(config))
         }
         Command::Config {

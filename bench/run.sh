@@ -249,6 +249,7 @@ bench_blobs() { # STORAGE SYSTEM
       drop_caches
       make_blob "$a" "$mib" "mono-$mib-$r"
       make_blob "$b" "$mib" "chunked-$mib-$r"
+      sync # the inputs' writeback must not run during the timed transfers
       push_file "$storage" "$system" "push ${mib} MiB monolithic (MiB/s)" "$a" blobs/mono
       push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB (MiB/s)" "$b" blobs/chunked --chunk-mib "$CHUNK_MIB"
       curl_rate "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" "$SYS_URL/v2/blobs/mono/blobs/sha256:$(cat "$a.sha256")"
@@ -370,6 +371,7 @@ machine_limits() {
   for r in $(seq 1 "$RUNS"); do
     drop_caches
     noise "$f" "$mib" limit
+    sync
     limit_rate "disk write + fdatasync (MiB/s)" "$mib" dd if="$f" of="$WORK/limit-copy" bs=1M conv=fdatasync status=none
     limit_rate "read, page cache (MiB/s)" "$mib" dd if="$WORK/limit-copy" of=/dev/null bs=1M status=none
     loopback_limit "$mib" "$WORK/limit-copy"
@@ -400,6 +402,7 @@ s3_limits() {
   for r in $(seq 1 "$RUNS"); do
     drop_caches
     noise "$f" "$mib" "s3-limit-$r"
+    sync
     limit_rate "S3 PUT object, Garage (MiB/s)" "$mib" "${s3[@]}" -T "$f" "$AWS_ENDPOINT_URL/bench/limit-$r"
     limit_rate "S3 GET object, Garage (MiB/s)" "$mib" "${s3[@]}" "$AWS_ENDPOINT_URL/bench/limit-$r"
     rm -f "$f"

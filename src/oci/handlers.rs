@@ -10,7 +10,9 @@ use super::routes::Route;
 use crate::digest::{Algorithm, Digest, DigestError};
 use crate::http::{header, payload_stream, query_pairs, query_value, read_limited};
 use crate::registry::names::ReferenceError;
-use crate::registry::{media, Error, ManifestInfo, Page, PutManifest, Reference, Registry};
+use crate::registry::{
+    media, Error, ManifestInfo, Page, PutManifest, Reference, Registry, SMALL_BLOB,
+};
 use crate::state::AppState;
 use crate::store::ByteRange;
 
@@ -206,6 +208,13 @@ async fn finish_upload(
             .ok_or_else(|| OciError::digest_invalid("digest parameter missing"))?,
     )?;
     let range = content_range(req)?;
+    let length = header(req, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+    if range.is_none() && length.is_some_and(|n| n > 0 && n <= SMALL_BLOB) {
+        // The whole blob in one small request (docker, oras, crane): no staging.
+        let data = read_limited(payload, SMALL_BLOB as usize).await?;
+        reg.finish_upload_with(repo, id, &digest, data).await?;
+        return Ok(blob_created(repo, &digest));
+    }
     if has_body(req) || range.is_some() {
         reg.append_upload(repo, id, range, payload_stream(payload, None))
             .await

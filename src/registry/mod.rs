@@ -16,7 +16,7 @@ use serde::{de::DeserializeOwned, Serialize};
 pub use error::{BodyTooLarge, Error, Result};
 pub use manifests::{media, ManifestInfo, PutManifest, Referrer};
 pub use names::Reference;
-pub use uploads::Upload;
+pub use uploads::{Upload, SMALL_BLOB};
 
 use crate::store::{layout, Backend, StoreError};
 

@@ -18,9 +18,20 @@ impl Registry {
     pub async fn put_small_blob(&self, repo: &str, data: Bytes) -> Result<Digest> {
         self.check_repo(repo)?;
         let digest = Digest::sha256_of(&data);
-        self.put_once(&layout::blob(&digest), data).await?;
-        self.link_blob(repo, &digest).await?;
+        self.store_whole_blob(repo, &digest, data).await?;
         Ok(digest)
+    }
+
+    /// Write bytes already checked against `digest` as that blob, in one
+    /// atomic put, and link it into `repo`.
+    pub(crate) async fn store_whole_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        data: Bytes,
+    ) -> Result<()> {
+        self.put_once(&layout::blob(digest), data).await?;
+        self.link_blob(repo, digest).await
     }
 
     /// Size of a blob `repo` may read.

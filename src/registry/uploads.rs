@@ -10,11 +10,11 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Registry, Result};
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::store::{layout, ByteStream, StoreError};
 
 /// Largest body a closing PUT may bring for [`Registry::finish_upload_with`].
 pub const SMALL_BLOB: u64 = 1 << 20;
-use crate::digest::{Algorithm, Digest, Hasher};
-use crate::store::{layout, ByteStream, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
@@ -164,10 +164,7 @@ impl Registry {
             h.finish()
         };
         if &actual != digest {
-            self.cancel_upload(repo, id).await?;
-            return Err(Error::DigestInvalid(format!(
-                "content digest is {actual}, not {digest}"
-            )));
+            return Err(self.wrong_digest(repo, id, &actual, digest).await?);
         }
         let blob_key = layout::blob(digest);
         if self.store.stat(&blob_key).await?.is_some() {
@@ -210,21 +207,29 @@ impl Registry {
             self.append_upload(repo, id, None, body).await?;
             return self.finish_upload(repo, id, digest).await;
         }
-        let mut h = Hasher::new(digest.algorithm());
-        h.update(&data);
-        let actual = h.finish();
+        let actual = Digest::of(digest.algorithm(), &data);
         if &actual != digest {
-            self.cancel_upload(repo, id).await?;
-            return Err(Error::DigestInvalid(format!(
-                "content digest is {actual}, not {digest}"
-            )));
+            return Err(self.wrong_digest(repo, id, &actual, digest).await?);
         }
-        self.put_once(&layout::blob(digest), data).await?;
-        self.link_blob(repo, digest).await?;
+        self.store_whole_blob(repo, digest, data).await?;
         // Leftovers of an append that failed before the session counted it.
         self.store.stage_abort(&layout::upload_data(id)).await?;
         self.store.delete(&layout::upload_session(id)).await?;
         Ok(())
+    }
+
+    /// Discard an upload whose bytes hash to `actual`, not `expected`; the error to answer.
+    async fn wrong_digest(
+        &self,
+        repo: &str,
+        id: &str,
+        actual: &Digest,
+        expected: &Digest,
+    ) -> Result<Error> {
+        self.cancel_upload(repo, id).await?;
+        Ok(Error::DigestInvalid(format!(
+            "content digest is {actual}, not {expected}"
+        )))
     }
 
     pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<()> {

@@ -387,7 +387,7 @@ loopback_limit() { # MIB FILE
   taskset -c "$SERVER_CPU" python3 "$ROOT_DIR/bench/sendfile-server.py" "$port" "$2" &
   pid=$!
   wait_http "http://127.0.0.1:$port/" 10
-  secs=$(client curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/") || fail "loopback limit failed"
+  secs=$(client curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/file") || fail "loopback limit failed"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   record machine limit "loopback HTTP GET by sendfile (MiB/s)" "$(echo "scale=2; $1 / $secs" | bc)"

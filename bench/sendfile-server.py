@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The machine's pull limit: the fastest an HTTP server can hand a file to a
-client over loopback. Answers every GET with FILE by sendfile(2), the kernel's
+client over loopback. Answers GET /file with FILE by sendfile(2), the kernel's
 zero-copy path, with no storage lookups or digest checks.
 
     sendfile-server.py PORT FILE
@@ -14,6 +14,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        # Only /file sends it: a readiness probe of / must not pull the whole file.
+        if self.path != "/file":
+            self.send_error(404)
+            return
         with open(FILE, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self.send_response(200)

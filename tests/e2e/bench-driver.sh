@@ -72,6 +72,9 @@ cat >"$WORK/raw.jsonl" <<'EOF'
 {"storage":"machine","system":"limit","row":"SHA-256, one core (MiB/s)","value":1000}
 {"storage":"machine","system":"limit","row":"read, page cache (MiB/s)","value":8000}
 {"storage":"machine","system":"limit","row":"loopback HTTP GET by sendfile (MiB/s)","value":2000}
+{"storage":"filesystem","system":"apprd","row":"push 100 MiB monolithic (MiB/s)","value":300}
+{"storage":"machine","system":"limit","row":"disk write + fdatasync (MiB/s)","value":400}
+{"storage":"machine","system":"limit","row":"disk write, O_DIRECT + fdatasync (MiB/s)","value":600}
 EOF
 python3 "$ROOT_DIR/bench/report.py" "$WORK/raw.jsonl" --out "$WORK/results" >/dev/null
 grep -q '| manifest GET by tag, c=1 (req/s) | 1,000 (900–1,100) | 400 | 2.50 | short |' "$WORK/results/filesystem.md" ||
@@ -81,4 +84,7 @@ grep -q '| idle RSS (MiB) | 30.0 | 40.0 | 0.75 | short |' "$WORK/results/filesys
 # a pull is set against the slower of the disk read and loopback TCP
 grep -q '| min(page-cache read, loopback sendfile) | 2,000 MiB/s | pull 100 MiB (MiB/s) | 1,500 | 0.75 |' "$WORK/results/filesystem.md" ||
   fail "report pull limit wrong: $(grep 'pull 100' "$WORK/results/filesystem.md")"
+# a push is set against the faster of the two disk writes (and SHA-256)
+grep -q '| min(SHA-256, disk write) | 600 MiB/s | push 100 MiB monolithic (MiB/s) | 300 | 0.50 |' "$WORK/results/filesystem.md" ||
+  fail "report push limit wrong: $(grep 'push 100' "$WORK/results/filesystem.md")"
 log "bench driver and report ok ($APPRD_TEST_STORAGE)"

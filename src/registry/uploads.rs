@@ -212,10 +212,8 @@ impl Registry {
             return Err(self.wrong_digest(repo, id, &actual, digest).await?);
         }
         self.store_whole_blob(repo, digest, data).await?;
-        // Leftovers of an append that failed before the session counted it.
-        self.store.stage_abort(&layout::upload_data(id)).await?;
-        self.store.delete(&layout::upload_session(id)).await?;
-        Ok(())
+        // Also drops leftovers of an append that failed before the session counted it.
+        self.drop_session(id).await
     }
 
     /// Discard an upload whose bytes hash to `actual`, not `expected`; the error to answer.
@@ -234,6 +232,11 @@ impl Registry {
 
     pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<()> {
         self.session(repo, id).await?;
+        self.drop_session(id).await
+    }
+
+    /// Remove an upload's staged bytes, then its session record.
+    async fn drop_session(&self, id: &str) -> Result<()> {
         self.store.stage_abort(&layout::upload_data(id)).await?;
         self.store.delete(&layout::upload_session(id)).await?;
         Ok(())
@@ -283,8 +286,7 @@ impl Registry {
             };
             if let Some(s) = self.read_json::<Session>(&key).await? {
                 if s.updated <= cutoff {
-                    self.store.stage_abort(&layout::upload_data(id)).await?;
-                    self.store.delete(&key).await?;
+                    self.drop_session(id).await?;
                     purged += 1;
                 }
             }

@@ -156,9 +156,13 @@ fn content_range(req: &HttpRequest) -> Result<Option<(u64, u64)>, OciError> {
     }
 }
 
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    header(req, "Content-Length").and_then(|v| v.trim().parse().ok())
+}
+
 fn has_body(req: &HttpRequest) -> bool {
-    match header(req, "Content-Length") {
-        Some(len) => len.trim() != "0",
+    match content_length(req) {
+        Some(len) => len != 0,
         None => header(req, "Transfer-Encoding").is_some(),
     }
 }
@@ -208,8 +212,7 @@ async fn finish_upload(
             .ok_or_else(|| OciError::digest_invalid("digest parameter missing"))?,
     )?;
     let range = content_range(req)?;
-    let length = header(req, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
-    if range.is_none() && length.is_some_and(|n| n > 0 && n <= SMALL_BLOB) {
+    if range.is_none() && content_length(req).is_some_and(|n| n > 0 && n <= SMALL_BLOB) {
         // The whole blob in one small request (docker, oras, crane): no staging.
         let data = read_limited(payload, SMALL_BLOB as usize).await?;
         reg.finish_upload_with(repo, id, &digest, data).await?;

@@ -212,9 +212,11 @@ drop_caches() {
 }
 
 # noise FILE MIB SEED: the same pseudo-random bytes on every system (AES-CTR
-# of zeros: fast, incompressible, reproducible from SEED).
+# of zeros: fast, incompressible, reproducible from SEED), synced: their
+# writeback must not run during the timed transfers that read them.
 noise() {
   { openssl enc -aes-128-ctr -nosalt -pass "pass:$3" -pbkdf2 </dev/zero 2>/dev/null || true; } | head -c $(($2 * 1048576)) >"$1"
+  sync
 }
 # make_blob FILE MIB SEED: noise, and its digest in FILE.sha256.
 make_blob() {
@@ -249,7 +251,6 @@ bench_blobs() { # STORAGE SYSTEM
       drop_caches
       make_blob "$a" "$mib" "mono-$mib-$r"
       make_blob "$b" "$mib" "chunked-$mib-$r"
-      sync # the inputs' writeback must not run during the timed transfers
       push_file "$storage" "$system" "push ${mib} MiB monolithic (MiB/s)" "$a" blobs/mono
       push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB (MiB/s)" "$b" blobs/chunked --chunk-mib "$CHUNK_MIB"
       curl_rate "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" "$SYS_URL/v2/blobs/mono/blobs/sha256:$(cat "$a.sha256")"
@@ -371,7 +372,6 @@ machine_limits() {
   for r in $(seq 1 "$RUNS"); do
     drop_caches
     noise "$f" "$mib" limit
-    sync
     limit_rate "disk write + fdatasync (MiB/s)" "$mib" dd if="$f" of="$WORK/limit-copy" bs=1M conv=fdatasync status=none
     limit_rate "read, page cache (MiB/s)" "$mib" dd if="$WORK/limit-copy" of=/dev/null bs=1M status=none
     loopback_limit "$mib" "$WORK/limit-copy"
@@ -406,7 +406,6 @@ s3_limits() {
   for r in $(seq 1 "$RUNS"); do
     drop_caches
     noise "$f" "$mib" "s3-limit-$r"
-    sync
     limit_rate "S3 PUT object, Garage (MiB/s)" "$mib" "${s3[@]}" -T "$f" "$AWS_ENDPOINT_URL/bench/limit-$r"
     limit_rate "S3 GET object, Garage (MiB/s)" "$mib" "${s3[@]}" "$AWS_ENDPOINT_URL/bench/limit-$r"
     rm -f "$f"

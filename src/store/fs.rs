@@ -17,8 +17,11 @@ use tokio::fs;
 
 use super::{Backend, ByteRange, ByteStream, Condition, Meta, StoreError, StoreResult};
 
-/// Size of each read of a streamed file: one blocking-pool hop per block.
-const READ_BLOCK: usize = 1 << 20;
+/// Size of each read of a streamed file: one blocking-pool hop, and one socket
+/// write, per block. 1.5 MiB pulled 2-4% faster than 1 MiB for 0.5-2 MiB more
+/// peak RSS; 2 MiB cost 7 MiB more, and at glibc's 4 MiB mmap threshold
+/// (`main.rs`) every block became a fresh mapping and pulls halved.
+const READ_BLOCK: usize = 3 << 19;
 
 pub struct FsBackend {
     root: PathBuf,

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
@@ -373,19 +373,26 @@ pub fn json_pull_body(
     };
     let head = b"{\"blob\": \"".to_vec();
     let total = head.len() as u64 + base64_len(size) + tail.len() as u64;
-    let carry = Arc::new(Mutex::new(BytesMut::new()));
+    // The 0-2 bytes of the blob past its last whole 3-byte group so far.
+    let carry = Arc::new(Mutex::new(Vec::with_capacity(2)));
     let last = carry.clone();
-    let encoded = blob.map(move |chunk| {
-        let mut carry = carry.lock().expect("carry lock");
-        carry.extend_from_slice(&chunk?);
-        let whole = carry.len() / 3 * 3;
-        let part = carry.split_to(whole);
-        Ok(Bytes::from(b64().encode(&part)))
+    let encoded = blob.flat_map(move |chunk| {
+        let pieces = match chunk {
+            Ok(chunk) => {
+                let mut carry = carry.lock().expect("carry lock");
+                chunk
+                    .chunks(PIECE_IN)
+                    .map(|piece| Ok(Bytes::from(encode_whole(&mut carry, piece))))
+                    .collect()
+            }
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(pieces)
     });
     // The last 0-2 bytes are encoded, with the tail, once the blob has ended.
     let end = futures_util::stream::once(async move {
-        let rest = last.lock().expect("carry lock").split();
-        let mut out = b64().encode(&rest).into_bytes();
+        let rest = std::mem::take(&mut *last.lock().expect("carry lock"));
+        let mut out = b64().encode(rest).into_bytes();
         out.extend_from_slice(&tail);
         Ok(Bytes::from(out))
     });
@@ -393,6 +400,32 @@ pub fn json_pull_body(
         .chain(encoded)
         .chain(end);
     (total, Box::pin(stream))
+}
+
+/// Blob bytes per piece of base64 sent on (768 KiB: 1 MiB of text). A 1.5 MiB
+/// file block encoded whole is 2 MiB of text, and pieces that large pulled a
+/// 100 MiB package at 637 MiB/s against 981 in 1 MiB pieces.
+const PIECE_IN: usize = 768 * 1024;
+
+/// Base64 of `carry` + `bytes` up to the last whole 3-byte group; the 0-2
+/// bytes past it become the new carry. Only the carry is copied.
+fn encode_whole(carry: &mut Vec<u8>, bytes: &[u8]) -> String {
+    let mut out = String::with_capacity((carry.len() + bytes.len()) / 3 * 4);
+    let mut rest = bytes;
+    if !carry.is_empty() {
+        let take = (3 - carry.len()).min(rest.len());
+        carry.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        if carry.len() < 3 {
+            return out;
+        }
+        b64().encode_string(&carry[..], &mut out);
+        carry.clear();
+    }
+    let whole = rest.len() / 3 * 3;
+    b64().encode_string(&rest[..whole], &mut out);
+    carry.extend_from_slice(&rest[whole..]);
+    out
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -461,10 +494,20 @@ mod tests {
 
     #[tokio::test]
     async fn json_pull_round_trips() {
-        for n in [0usize, 1, 2, 3, 1000, 70000] {
+        for (n, step) in [
+            (0usize, 1000),
+            (1, 1000),
+            (2, 1000),
+            (3, 1000),
+            (1000, 1000),
+            (70000, 1000),
+            (10, 1),
+            (11, 2),
+            (3_000_001, 1_500_001),
+        ] {
             let data: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
             let chunks: Vec<std::io::Result<Bytes>> = data
-                .chunks(1000)
+                .chunks(step)
                 .map(|c| Ok(Bytes::copy_from_slice(c)))
                 .collect();
             let mut fields = Map::new();
@@ -474,8 +517,11 @@ mod tests {
                 Box::pin(futures_util::stream::iter(chunks)),
                 n as u64,
             );
-            let body: Vec<u8> = stream.map(|c| c.unwrap().to_vec()).concat().await;
-            assert_eq!(body.len() as u64, len, "{n}");
+            let pieces: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
+            // No piece handed to the HTTP layer is over 1 MiB of text.
+            assert!(pieces.iter().all(|p| p.len() <= 1 << 20), "{n} in {step}");
+            let body = pieces.concat();
+            assert_eq!(body.len() as u64, len, "{n} in {step}");
             let v: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["package"], "a/b");
             let blob = base64::engine::general_purpose::STANDARD

@@ -6,8 +6,6 @@
 //! field is small and parsed with serde. [`json_pull_body`] does the reverse
 //! for JSON pulls: it wraps a blob stream into `{..., "blob": "<base64>"}`.
 
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -373,32 +371,30 @@ pub fn json_pull_body(
     };
     let head = b"{\"blob\": \"".to_vec();
     let total = head.len() as u64 + base64_len(size) + tail.len() as u64;
-    // The 0-2 bytes of the blob past its last whole 3-byte group so far.
-    let carry = Arc::new(Mutex::new(Vec::with_capacity(2)));
-    let last = carry.clone();
-    let encoded = blob.flat_map(move |chunk| {
-        let pieces = match chunk {
-            Ok(chunk) => {
-                let mut carry = carry.lock().expect("carry lock");
-                chunk
+    // The blob's chunks, then `None` once it has ended. The state is the 0-2
+    // bytes past the last whole 3-byte group so far; they are encoded, with
+    // the tail, at the end.
+    let chunks = blob
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }));
+    let encoded = chunks
+        .scan(Vec::with_capacity(2), move |carry, item| {
+            let pieces: Vec<std::io::Result<Bytes>> = match item {
+                Some(Ok(chunk)) => chunk
                     .chunks(PIECE_IN)
-                    .map(|piece| Ok(Bytes::from(encode_whole(&mut carry, piece))))
-                    .collect()
-            }
-            Err(e) => vec![Err(e)],
-        };
-        futures_util::stream::iter(pieces)
-    });
-    // The last 0-2 bytes are encoded, with the tail, once the blob has ended.
-    let end = futures_util::stream::once(async move {
-        let rest = std::mem::take(&mut *last.lock().expect("carry lock"));
-        let mut out = b64().encode(rest).into_bytes();
-        out.extend_from_slice(&tail);
-        Ok(Bytes::from(out))
-    });
-    let stream = futures_util::stream::once(async move { Ok(Bytes::from(head)) })
-        .chain(encoded)
-        .chain(end);
+                    .map(|piece| Ok(Bytes::from(encode_whole(carry, piece))))
+                    .collect(),
+                Some(Err(e)) => vec![Err(e)],
+                None => {
+                    let mut out = b64().encode(std::mem::take(carry)).into_bytes();
+                    out.extend_from_slice(&tail);
+                    vec![Ok(Bytes::from(out))]
+                }
+            };
+            futures_util::future::ready(Some(futures_util::stream::iter(pieces)))
+        })
+        .flatten();
+    let stream = futures_util::stream::once(async move { Ok(Bytes::from(head)) }).chain(encoded);
     (total, Box::pin(stream))
 }
 

@@ -21,7 +21,7 @@ use super::{Backend, ByteRange, ByteStream, Condition, Meta, StoreError, StoreRe
 /// write, per block. 1.5 MiB pulled 2-4% faster than 1 MiB for 0.5-2 MiB more
 /// peak RSS; 2 MiB cost 7 MiB more, and at glibc's 4 MiB mmap threshold
 /// (`main.rs`) every block became a fresh mapping and pulls halved.
-const READ_BLOCK: usize = 3 << 19;
+const READ_BLOCK: usize = 1536 * 1024;
 
 pub struct FsBackend {
     root: PathBuf,

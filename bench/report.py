@@ -12,6 +12,7 @@ import collections
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 
@@ -86,6 +87,16 @@ def machine():
         mem = "?"
     fs = subprocess.run(["df", "-T", "/tmp"], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
     return f"{os.cpu_count()} × {model}, {mem} GiB RAM, Linux {platform.release()}, /tmp on {fs}"
+
+
+def in_place_row(storage, push_row):
+    """The machine row of the plain write made where `push_row`'s push writes
+    (bench/run.sh in_place_limits), or None for a row it does not cover."""
+    m = re.match(r"push (\d+) MiB (monolithic|chunked)", push_row)
+    if not m:
+        return None
+    what = "S3 PUT object" if storage == "s3" else "disk write + fdatasync"
+    return f"{what}, {m[1]} MiB in the {m[2]} push's place (MiB/s)"
 
 
 def main():
@@ -167,6 +178,10 @@ def main():
                 serial = 1 / (1 / sha + 1 / write)
                 out.append(f"| min(SHA-256, {wname}) | {fmt(min(sha, write))} MiB/s | {row} | {fmt(a)} | {a / min(sha, write):.2f} |")
                 out.append(f"| SHA-256 then {wname}, one core | {fmt(serial)} MiB/s | {row} | {fmt(a)} | {a / serial:.2f} |")
+                here = limits.get(in_place_row(storage, row))
+                if here:
+                    serial = 1 / (1 / sha + 1 / here)
+                    out.append(f"| SHA-256 then {wname} in the push's place, one core | {fmt(serial)} MiB/s | {row} | {fmt(a)} | {a / serial:.2f} |")
             elif row.startswith("pull") and read:
                 out.append(f"| {rname} | {fmt(read)} MiB/s | {row} | {fmt(a)} | {a / read:.2f} |")
                 if loopback and storage != "s3":

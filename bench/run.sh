@@ -87,6 +87,9 @@ start_garage() {
   export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567
   export AWS_SECRET_ACCESS_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
   export AWS_REGION=us-east-1 AWS_ENDPOINT_URL=http://127.0.0.1:$port
+  # curl's options for a signed request to Garage (payload left unsigned)
+  S3_SIGNED=(--aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
   cat >"$dir/garage.toml" <<TOML
 metadata_dir = "$dir/meta"
 data_dir = "$dir/data"
@@ -106,8 +109,7 @@ TOML
   _pids+=("$GARAGE_PID")
   wait_http "$AWS_ENDPOINT_URL" 30
   for _ in $(seq 1 100); do # the bucket exists once a signed HEAD answers 200
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -I --aws-sigv4 aws:amz:us-east-1:s3 -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-      --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$AWS_ENDPOINT_URL/bench")" = 200 ] && return 0
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -I "${S3_SIGNED[@]}" "$AWS_ENDPOINT_URL/bench")" = 200 ] && return 0
     sleep 0.1
   done
   fail "garage: bucket bench not ready"
@@ -242,20 +244,29 @@ push_file() { # STORAGE SYSTEM ROW FILE REPO [driver flags]: one streamed push, 
   record "$1" "$2" "$3" "$(json_field "$out" mib_per_s)"
 }
 
+# blob_inputs MIB R: drop the page cache, then make run R's two inputs,
+# $BLOB_A (pushed monolithic) and $BLOB_B (pushed in chunks). bench_blobs and
+# in_place_limits both start each run here, so their writes land alike.
+blob_inputs() {
+  BLOB_A=$WORK/blob-$1-$2-a BLOB_B=$WORK/blob-$1-$2-b
+  drop_caches
+  make_blob "$BLOB_A" "$1" "mono-$1-$2"
+  make_blob "$BLOB_B" "$1" "chunked-$1-$2"
+}
+drop_blob_inputs() { rm -f "$BLOB_A" "$BLOB_B" "$BLOB_A.sha256" "$BLOB_B.sha256"; }
+
 bench_blobs() { # STORAGE SYSTEM
   local storage=$1 system=$2 mib r a b
   for mib in $SIZES_MIB; do
     peak_reset "$SYS_PID"
     for r in $(seq 1 "$RUNS"); do
-      a=$WORK/blob-$mib-$r-a b=$WORK/blob-$mib-$r-b
-      drop_caches
-      make_blob "$a" "$mib" "mono-$mib-$r"
-      make_blob "$b" "$mib" "chunked-$mib-$r"
+      blob_inputs "$mib" "$r"
+      a=$BLOB_A b=$BLOB_B
       push_file "$storage" "$system" "push ${mib} MiB monolithic (MiB/s)" "$a" blobs/mono
       push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB (MiB/s)" "$b" blobs/chunked --chunk-mib "$CHUNK_MIB"
       curl_rate "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" "$SYS_URL/v2/blobs/mono/blobs/sha256:$(cat "$a.sha256")"
       if [ "$r" = 1 ]; then pull_check "$b" blobs/chunked; fi
-      rm -f "$a" "$b" "$a.sha256" "$b.sha256"
+      drop_blob_inputs
     done
     record "$storage" "$system" "peak RSS, ${mib} MiB blobs (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
   done
@@ -386,32 +397,31 @@ machine_limits() {
 
 # in_place_limits STORAGE: each blob push row's write done by a plain tool
 # (dd, or curl to Garage), at the same point of the same sequence as
-# bench_blobs: after drop_caches and the making of both input files, first
-# the monolithic blob's bytes, then the chunked one's. On this VM the page
-# cache takes pages the hypervisor backs on first touch only after the first
-# 2 GiB or so, so where in that sequence a write lands changes its speed
-# several times over: a limit measured elsewhere does not hold for the row.
+# bench_blobs: after blob_inputs, first the monolithic blob's bytes, then the
+# chunked one's. On this VM the page cache takes pages the hypervisor backs
+# on first touch only after the first 2 GiB or so, so where in that sequence
+# a write lands changes its speed several times over: a limit measured
+# elsewhere does not hold for the row.
 in_place_limits() {
-  local storage=$1 mib r a b mode f
+  local storage=$1 mib r
   for mib in $SIZES_MIB; do
     for r in $(seq 1 "$RUNS"); do
-      a=$WORK/place-$mib-a b=$WORK/place-$mib-b
-      drop_caches
-      make_blob "$a" "$mib" "mono-$mib-$r"
-      make_blob "$b" "$mib" "chunked-$mib-$r"
-      for mode in monolithic chunked; do
-        f=$a && [ "$mode" = chunked ] && f=$b
-        if [ "$storage" = s3 ]; then
-          limit_rate "S3 PUT object, $mib MiB in the $mode push's place (MiB/s)" "$mib" \
-            "${S3_CURL[@]}" -T "$f" "$AWS_ENDPOINT_URL/bench/place-$mib-$r-$mode"
-        else
-          limit_rate "disk write + fdatasync, $mib MiB in the $mode push's place (MiB/s)" "$mib" \
-            dd if="$f" of="$WORK/place-copy-$mode" bs=1M conv=fdatasync status=none
-        fi
-      done
-      rm -f "$a" "$b" "$a.sha256" "$b.sha256" "$WORK"/place-copy-*
+      blob_inputs "$mib" "$r"
+      place_write "$storage" "$mib" monolithic "$BLOB_A"
+      place_write "$storage" "$mib" chunked "$BLOB_B"
+      drop_blob_inputs
+      rm -f "$WORK"/place-copy-*
     done
   done
+}
+place_write() { # STORAGE MIB MODE FILE: one timed plain write of FILE
+  if [ "$1" = s3 ]; then
+    limit_rate "S3 PUT object, $2 MiB in the $3 push's place (MiB/s)" "$2" \
+      curl -sf -o /dev/null "${S3_SIGNED[@]}" -T "$4" "$AWS_ENDPOINT_URL/bench/place-${4##*/}"
+  else
+    limit_rate "disk write + fdatasync, $2 MiB in the $3 push's place (MiB/s)" "$2" \
+      dd if="$4" of="$WORK/place-copy-$3" bs=1M conv=fdatasync status=none
+  fi
 }
 
 # A pull also crosses loopback TCP: the same file served by sendfile(2) from
@@ -432,13 +442,11 @@ loopback_limit() { # MIB FILE
 # server's core, Garage on the client's, as the registries use them.
 s3_limits() {
   local f=$WORK/limit-blob mib=1024 r
-  S3_CURL=(curl -sf -o /dev/null --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
-    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
   for r in $(seq 1 "$RUNS"); do
     drop_caches
     noise "$f" "$mib" "s3-limit-$r"
-    limit_rate "S3 PUT object, Garage (MiB/s)" "$mib" "${S3_CURL[@]}" -T "$f" "$AWS_ENDPOINT_URL/bench/limit-$r"
-    limit_rate "S3 GET object, Garage (MiB/s)" "$mib" "${S3_CURL[@]}" "$AWS_ENDPOINT_URL/bench/limit-$r"
+    limit_rate "S3 PUT object, Garage (MiB/s)" "$mib" curl -sf -o /dev/null "${S3_SIGNED[@]}" -T "$f" "$AWS_ENDPOINT_URL/bench/limit-$r"
+    limit_rate "S3 GET object, Garage (MiB/s)" "$mib" curl -sf -o /dev/null "${S3_SIGNED[@]}" "$AWS_ENDPOINT_URL/bench/limit-$r"
     rm -f "$f"
   done
   if wants blobs; then in_place_limits s3; fi

@@ -131,6 +131,54 @@ async fn a_staged_upload_moves_between_replicas() {
     assert!(a.list("st").await.unwrap().is_empty());
 }
 
+/// Appends of 5 MiB or more become whole parts (no tail object to read back
+/// at the next append); smaller ones leave a tail that the next append
+/// finishes. Part size 8 MiB: parts of 6, 10, 10 (3 of tail + 7), 8, 8, 6 MiB.
+#[tokio::test]
+async fn large_appends_leave_no_tail() {
+    let Some((b, _)) = backend(8 * MIB).await else {
+        return;
+    };
+    let mib = MIB as usize;
+    let all: Vec<u8> = (0..46 * mib).map(|i| (i % 241) as u8).collect();
+    let staged = "st-large";
+    let tails = apprd::store::layout::stage_tail_dir(staged);
+    let mut at = 0;
+    for (len, piece, tail_left) in [
+        (6, 6, false),
+        (10, 1, false),
+        (3, 1, true),
+        (7, 7, false),
+        (20, 1, false),
+    ] {
+        let end = at + len * mib;
+        let body: Vec<std::io::Result<Bytes>> = all[at..end]
+            .chunks(piece * mib)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let got = b
+            .stage_append(
+                staged,
+                at as u64,
+                Box::pin(futures_util::stream::iter(body)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got, end as u64);
+        assert_eq!(
+            !b.list(&tails).await.unwrap().is_empty(),
+            tail_left,
+            "append of {len} MiB"
+        );
+        at = end;
+    }
+    b.stage_commit(staged, "large").await.unwrap();
+    let (back, meta) = b.read("large").await.unwrap();
+    assert_eq!(meta.size, all.len() as u64);
+    assert!(back[..] == all[..]);
+    assert!(b.list(staged).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn abandoned_multipart_uploads_are_purged() {
     let Some((b, _)) = backend(5 * MIB).await else {

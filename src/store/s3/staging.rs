@@ -1,22 +1,28 @@
 //! Staged uploads on S3, shared by every replica through the bucket.
 //!
 //! A staged object `S` (e.g. `uploads/<id>/data`) is
-//! - a multipart upload *at key `S`* holding parts 1..=n, each exactly
-//!   `part_size` bytes (fixed when the staging starts, so replicas with other
-//!   settings agree);
-//! - a *tail* object `S._tail/<uuid>` with the bytes past the last full part
-//!   (always < `part_size`);
-//! - a record `S._stage` (JSON): upload id, part etags, tail key, size.
+//! - a multipart upload *at key `S`* holding parts 1..=n, each at least the
+//!   S3 minimum of 5 MiB;
+//! - a *tail* object `S._tail/<uuid>` with the bytes past the last part
+//!   (under one part);
+//! - a record `S._stage` (JSON): upload id, part etags and sizes, tail key, size.
 //!
-//! `append` loads the tail into one part buffer, streams the body through it
-//! and uploads a part each time the buffer fills; what is left becomes a new
-//! tail (fresh key). Only then is the record rewritten (conditionally on its
-//! etag, so two replicas appending at once cannot both win). A failed append
-//! therefore leaves the record, and the staged object, at `offset`: parts it
-//! uploaded are re-uploaded under the same numbers by the next append, or
-//! dropped by CompleteMultipartUpload, which keeps only listed parts.
-//! Memory per upload: one part buffer. Cost: a chunk smaller than a part
-//! re-reads and rewrites the tail (< one part) once per chunk.
+//! `append` loads the tail into a part buffer and streams the body through it.
+//! A buffer that reaches `part_size` (fixed when the staging starts, so
+//! replicas with other settings agree) is held until 5 MiB more have come, and
+//! then sent as a part; if the body ends first, the rest joins it as one last
+//! part (up to `part_size` + 5 MiB). What is left at the end becomes one last
+//! part too if this body brought 5 MiB or more; only a rest under that becomes
+//! a new tail (fresh key). So a chunked upload of 5 MiB chunks or more writes
+//! one part per chunk and never reads a tail back, and small chunks still
+//! gather into `part_size` parts.
+//! Only then is the record rewritten (conditionally on its etag, so two
+//! replicas appending at once cannot both win). A failed append therefore
+//! leaves the record, and the staged object, at `offset`: parts it uploaded are
+//! re-uploaded under the same numbers by the next append, or dropped by
+//! CompleteMultipartUpload, which keeps only listed parts.
+//! Memory per upload: two part buffers. Cost: a chunk under 5 MiB re-reads and
+//! rewrites the tail (under one part) once per chunk.
 //!
 //! `commit` uploads the tail as the last part with UploadPartCopy (server
 //! side), completes the multipart upload at `S` ("sealing" it), then copies
@@ -46,9 +52,13 @@ struct Record {
     size: u64,
     #[serde(default)]
     upload_id: Option<String>,
-    /// Etags of parts 1..=n, each `part_size` bytes.
+    /// Etags of parts 1..=n.
     #[serde(default)]
     parts: Vec<String>,
+    /// Sizes of parts 1..=n (records written before parts varied in size
+    /// lack them: their parts are all `part_size` bytes).
+    #[serde(default)]
+    sizes: Vec<u64>,
     #[serde(default)]
     tail: Option<String>,
     /// All `size` bytes are a complete object at the staged key.
@@ -58,8 +68,18 @@ struct Record {
 
 impl Record {
     fn parts_bytes(&self) -> u64 {
-        self.parts.len() as u64 * self.part_size
+        let sized: u64 = self.sizes.iter().sum();
+        sized + self.parts.len().saturating_sub(self.sizes.len()) as u64 * self.part_size
     }
+}
+
+/// The smallest part S3 takes (all but the last part of an upload).
+const MIN_PART: usize = 5 * 1024 * 1024;
+
+/// Parts uploaded so far by an append, not yet in the record.
+struct Parts {
+    etags: Vec<String>,
+    sizes: Vec<u64>,
 }
 
 fn inconsistent(staged: &str, why: &str) -> StoreError {
@@ -126,7 +146,9 @@ impl S3Backend {
             });
         }
         let part_size = rec.part_size as usize;
-        let mut buf = BytesMut::with_capacity(part_size);
+        // Room for a part and the bytes a last part may gain (see the module doc).
+        let cap = part_size + MIN_PART;
+        let mut buf = BytesMut::with_capacity(cap);
         let keep = (offset - rec.parts_bytes()) as usize;
         if keep > 0 {
             let tail = rec
@@ -147,45 +169,60 @@ impl S3Backend {
                 return Err(inconsistent(staged, "tail too short"));
             }
         }
-        let mut parts = rec.parts.clone();
+        let mut parts = Parts {
+            etags: rec.parts.clone(),
+            sizes: rec.sizes.clone(),
+        };
+        parts.sizes.resize(parts.etags.len(), rec.part_size);
         let mut size = offset;
-        let mut received = false;
-        // At most one part of memory: a buffer is never grown past a part
-        // (growing doubled it and copied), and a body chunk that already holds
-        // a whole part goes out as it is.
+        let mut brought = 0;
+        // A whole part waits in `held` until 5 MiB more have come (then it is
+        // sent) or the body ends (then the rest joins it). Two buffers take
+        // turns, so no byte is copied twice and none is ever grown.
+        let mut held: Option<BytesMut> = None;
+        let mut spare: Option<BytesMut> = None;
         while let Some(chunk) = body.next().await {
             let mut chunk = chunk.map_err(StoreError::Body)?;
-            received |= !chunk.is_empty();
+            brought += chunk.len();
             size += chunk.len() as u64;
             while !chunk.is_empty() {
-                let part = if buf.is_empty() && chunk.len() >= part_size {
-                    chunk.split_to(part_size)
-                } else {
-                    let take = (part_size - buf.len()).min(chunk.len());
-                    buf.extend_from_slice(&chunk.split_to(take));
-                    if buf.len() < part_size {
-                        continue;
+                if buf.is_empty() && held.is_none() && chunk.len() >= cap {
+                    // A chunk holding a part and the next one's minimum goes out as it is.
+                    let part = chunk.split_to(part_size);
+                    self.send_part(staged, &mut rec, &mut etag, &mut parts, part)
+                        .await?;
+                    continue;
+                }
+                let take = (part_size - buf.len()).min(chunk.len());
+                buf.extend_from_slice(&chunk.split_to(take));
+                if buf.len() >= MIN_PART {
+                    if let Some(whole) = held.take() {
+                        let part = whole.freeze();
+                        self.send_part(staged, &mut rec, &mut etag, &mut parts, part.clone())
+                            .await?;
+                        // Sent: the buffer is ours alone again, for the next part.
+                        spare = part.try_into_mut().ok();
                     }
-                    buf.split().freeze()
-                };
-                let id = match &rec.upload_id {
-                    Some(id) => id.clone(),
-                    None => {
-                        // Recorded at once so that no multipart upload is ever orphaned.
-                        let id = self.create_multipart(staged).await?;
-                        rec.upload_id = Some(id.clone());
-                        etag = Some(self.save(staged, &rec, etag).await?);
-                        id
-                    }
-                };
-                let n = parts.len() as i32 + 1;
-                parts.push(self.upload_part(staged, &id, n, part).await?);
-                // The part is gone: this takes its memory back, no new allocation.
-                buf.reserve(part_size);
+                }
+                if buf.len() == part_size {
+                    let mut next = spare.take().unwrap_or_else(|| BytesMut::with_capacity(cap));
+                    next.clear();
+                    held = Some(std::mem::replace(&mut buf, next));
+                }
             }
         }
-        if !received && offset == rec.size {
+        if brought == 0 && offset == rec.size {
             return Ok(size);
+        }
+        if let Some(mut last) = held.take() {
+            // Under 5 MiB followed it (more would have sent it): one last part.
+            last.extend_from_slice(&buf.split());
+            self.send_part(staged, &mut rec, &mut etag, &mut parts, last.freeze())
+                .await?;
+        } else if buf.len() >= MIN_PART && brought >= MIN_PART {
+            let last = buf.split().freeze();
+            self.send_part(staged, &mut rec, &mut etag, &mut parts, last)
+                .await?;
         }
         let new_tail = if buf.is_empty() {
             None
@@ -195,7 +232,8 @@ impl S3Backend {
             Some(key)
         };
         let old_tail = rec.tail.take();
-        rec.parts = parts;
+        rec.parts = parts.etags;
+        rec.sizes = parts.sizes;
         rec.tail = new_tail.clone();
         rec.size = size;
         match self.save(staged, &rec, etag).await {
@@ -212,6 +250,34 @@ impl S3Backend {
                 Err(e)
             }
         }
+    }
+
+    /// Upload the next part, starting the multipart upload on the first one.
+    async fn send_part(
+        &self,
+        staged: &str,
+        rec: &mut Record,
+        etag: &mut Option<String>,
+        parts: &mut Parts,
+        data: Bytes,
+    ) -> StoreResult<()> {
+        let id = match &rec.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                // Recorded at once so that no multipart upload is ever orphaned.
+                let id = self.create_multipart(staged).await?;
+                rec.upload_id = Some(id.clone());
+                *etag = Some(self.save(staged, rec, etag.take()).await?);
+                id
+            }
+        };
+        let n = parts.etags.len() as i32 + 1;
+        let len = data.len() as u64;
+        parts
+            .etags
+            .push(self.upload_part(staged, &id, n, data).await?);
+        parts.sizes.push(len);
+        Ok(())
     }
 
     /// Complete the multipart upload (tail as the last part) at the staged key.
@@ -239,6 +305,7 @@ impl S3Backend {
         let old_tail = rec.tail.take();
         rec.upload_id = None;
         rec.parts.clear();
+        rec.sizes.clear();
         rec.sealed = true;
         self.save(staged, &rec, etag).await?;
         if let Some(t) = old_tail {

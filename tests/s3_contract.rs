@@ -152,15 +152,11 @@ async fn large_appends_leave_no_tail() {
         (20, 1, false),
     ] {
         let end = at + len * mib;
-        let body: Vec<std::io::Result<Bytes>> = all[at..end]
-            .chunks(piece * mib)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
         let got = b
             .stage_append(
                 staged,
                 at as u64,
-                Box::pin(futures_util::stream::iter(body)),
+                contract::chunked(&all[at..end], piece * mib),
             )
             .await
             .unwrap();

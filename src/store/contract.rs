@@ -224,7 +224,8 @@ fn pattern(from: usize, len: usize) -> Vec<u8> {
     (from..from + len).map(|i| (i % 251) as u8).collect()
 }
 
-fn chunked(data: &[u8], chunk: usize) -> ByteStream {
+/// `data` as a body of `chunk`-byte pieces.
+pub fn chunked(data: &[u8], chunk: usize) -> ByteStream {
     let items: Vec<std::io::Result<Bytes>> = data
         .chunks(chunk)
         .map(|c| Ok(Bytes::copy_from_slice(c)))

@@ -55,8 +55,8 @@ struct Record {
     /// Etags of parts 1..=n.
     #[serde(default)]
     parts: Vec<String>,
-    /// Sizes of parts 1..=n (records written before parts varied in size
-    /// lack them: their parts are all `part_size` bytes).
+    /// Sizes of parts 1..=n (filled in by `load` for records written before
+    /// parts varied in size: their parts are all `part_size` bytes).
     #[serde(default)]
     sizes: Vec<u64>,
     #[serde(default)]
@@ -68,19 +68,12 @@ struct Record {
 
 impl Record {
     fn parts_bytes(&self) -> u64 {
-        let sized: u64 = self.sizes.iter().sum();
-        sized + self.parts.len().saturating_sub(self.sizes.len()) as u64 * self.part_size
+        self.sizes.iter().sum()
     }
 }
 
 /// The smallest part S3 takes (all but the last part of an upload).
 const MIN_PART: usize = 5 * 1024 * 1024;
-
-/// Parts uploaded so far by an append, not yet in the record.
-struct Parts {
-    etags: Vec<String>,
-    sizes: Vec<u64>,
-}
 
 fn inconsistent(staged: &str, why: &str) -> StoreError {
     StoreError::Io(std::io::Error::other(format!(
@@ -93,8 +86,9 @@ impl S3Backend {
     async fn load(&self, staged: &str) -> StoreResult<(Record, Option<String>)> {
         match self.read(&layout::stage_record(staged)).await {
             Ok((data, meta)) => {
-                let rec = serde_json::from_slice(&data)
+                let mut rec: Record = serde_json::from_slice(&data)
                     .map_err(|e| inconsistent(staged, &format!("corrupt record: {e}")))?;
+                rec.sizes.resize(rec.parts.len(), rec.part_size);
                 Ok((rec, Some(meta.etag)))
             }
             Err(StoreError::NotFound) => Ok((
@@ -169,13 +163,9 @@ impl S3Backend {
                 return Err(inconsistent(staged, "tail too short"));
             }
         }
-        let mut parts = Parts {
-            etags: rec.parts.clone(),
-            sizes: rec.sizes.clone(),
-        };
-        parts.sizes.resize(parts.etags.len(), rec.part_size);
+        // Parts go into `rec` as they are sent; the bucket's record changes
+        // only at the end (or, with no part in it yet, when the upload starts).
         let mut size = offset;
-        let mut brought = 0;
         // A whole part waits in `held` until 5 MiB more have come (then it is
         // sent) or the body ends (then the rest joins it). Two buffers take
         // turns, so no byte is copied twice and none is ever grown.
@@ -183,14 +173,12 @@ impl S3Backend {
         let mut spare: Option<BytesMut> = None;
         while let Some(chunk) = body.next().await {
             let mut chunk = chunk.map_err(StoreError::Body)?;
-            brought += chunk.len();
             size += chunk.len() as u64;
             while !chunk.is_empty() {
                 if buf.is_empty() && held.is_none() && chunk.len() >= cap {
                     // A chunk holding a part and the next one's minimum goes out as it is.
                     let part = chunk.split_to(part_size);
-                    self.send_part(staged, &mut rec, &mut etag, &mut parts, part)
-                        .await?;
+                    self.send_part(staged, &mut rec, &mut etag, part).await?;
                     continue;
                 }
                 let take = (part_size - buf.len()).min(chunk.len());
@@ -198,7 +186,7 @@ impl S3Backend {
                 if buf.len() >= MIN_PART {
                     if let Some(whole) = held.take() {
                         let part = whole.freeze();
-                        self.send_part(staged, &mut rec, &mut etag, &mut parts, part.clone())
+                        self.send_part(staged, &mut rec, &mut etag, part.clone())
                             .await?;
                         // Sent: the buffer is ours alone again, for the next part.
                         spare = part.try_into_mut().ok();
@@ -211,18 +199,18 @@ impl S3Backend {
                 }
             }
         }
+        let brought = (size - offset) as usize;
         if brought == 0 && offset == rec.size {
             return Ok(size);
         }
         if let Some(mut last) = held.take() {
             // Under 5 MiB followed it (more would have sent it): one last part.
             last.extend_from_slice(&buf.split());
-            self.send_part(staged, &mut rec, &mut etag, &mut parts, last.freeze())
+            self.send_part(staged, &mut rec, &mut etag, last.freeze())
                 .await?;
         } else if buf.len() >= MIN_PART && brought >= MIN_PART {
             let last = buf.split().freeze();
-            self.send_part(staged, &mut rec, &mut etag, &mut parts, last)
-                .await?;
+            self.send_part(staged, &mut rec, &mut etag, last).await?;
         }
         let new_tail = if buf.is_empty() {
             None
@@ -232,8 +220,6 @@ impl S3Backend {
             Some(key)
         };
         let old_tail = rec.tail.take();
-        rec.parts = parts.etags;
-        rec.sizes = parts.sizes;
         rec.tail = new_tail.clone();
         rec.size = size;
         match self.save(staged, &rec, etag).await {
@@ -258,7 +244,6 @@ impl S3Backend {
         staged: &str,
         rec: &mut Record,
         etag: &mut Option<String>,
-        parts: &mut Parts,
         data: Bytes,
     ) -> StoreResult<()> {
         let id = match &rec.upload_id {
@@ -271,12 +256,11 @@ impl S3Backend {
                 id
             }
         };
-        let n = parts.etags.len() as i32 + 1;
+        let n = rec.parts.len() as i32 + 1;
         let len = data.len() as u64;
-        parts
-            .etags
+        rec.parts
             .push(self.upload_part(staged, &id, n, data).await?);
-        parts.sizes.push(len);
+        rec.sizes.push(len);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! with `APPRD_REQUIRE_S3=1` a missing endpoint fails instead of skipping.
 //! Credentials and region default to moto's "anything goes".
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apprd::store::s3::{client, S3Backend};
@@ -12,36 +12,8 @@ use bytes::Bytes;
 
 const MIB: u64 = 1024 * 1024;
 
-fn endpoint() -> Option<String> {
-    match std::env::var("APPRD_TEST_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var("APPRD_REQUIRE_S3").as_deref() == Ok("1") => {
-            panic!("APPRD_REQUIRE_S3=1 but APPRD_TEST_S3_ENDPOINT is not set")
-        }
-        _ => {
-            eprintln!("skipped: set APPRD_TEST_S3_ENDPOINT to run the S3 tests");
-            None
-        }
-    }
-}
-
-static ENV: Once = Once::new();
-
-/// Point the AWS chain at the test server (once, before any client reads it).
-fn setup(endpoint: &str) {
-    ENV.call_once(|| {
-        std::env::set_var("AWS_ENDPOINT_URL", endpoint);
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-        ] {
-            if std::env::var_os(k).is_none() {
-                std::env::set_var(k, v);
-            }
-        }
-    });
-}
+mod s3_env;
+use s3_env::{endpoint, setup};
 
 /// A fresh bucket, and a backend on it under a prefix.
 async fn backend(part_size: u64) -> Option<(S3Backend, String)> {
@@ -115,12 +87,14 @@ async fn a_staged_upload_moves_between_replicas() {
     };
     let six = 6 * MIB as usize;
     assert_eq!(
-        a.stage_append("st", 0, body(&data[..six])).await.unwrap(),
+        a.stage_append("st", 0, body(&data[..six]), None)
+            .await
+            .unwrap(),
         six as u64
     );
     // Replica B (other part size setting) continues with A's part size.
     assert_eq!(
-        b.stage_append("st", six as u64, body(&data[six..]))
+        b.stage_append("st", six as u64, body(&data[six..]), None)
             .await
             .unwrap(),
         data.len() as u64
@@ -134,6 +108,7 @@ async fn a_staged_upload_moves_between_replicas() {
 /// Appends of 5 MiB or more become whole parts (no tail object to read back
 /// at the next append); smaller ones leave a tail that the next append
 /// finishes. Part size 8 MiB: parts of 6, 10, 10 (3 of tail + 7), 8, 8, 6 MiB.
+/// The same with and without declared lengths (planned parts, held parts).
 #[tokio::test]
 async fn large_appends_leave_no_tail() {
     let Some((b, _)) = backend(8 * MIB).await else {
@@ -141,38 +116,70 @@ async fn large_appends_leave_no_tail() {
     };
     let mib = MIB as usize;
     let all: Vec<u8> = (0..46 * mib).map(|i| (i % 241) as u8).collect();
-    let staged = "st-large";
-    let tails = apprd::store::layout::stage_tail_dir(staged);
-    let mut at = 0;
-    for (len, piece, tail_left) in [
-        (6, 6, false),
-        (10, 1, false),
-        (3, 1, true),
-        (7, 7, false),
-        (20, 1, false),
-    ] {
-        let end = at + len * mib;
-        let got = b
-            .stage_append(
-                staged,
-                at as u64,
-                contract::chunked(&all[at..end], piece * mib),
-            )
-            .await
-            .unwrap();
-        assert_eq!(got, end as u64);
-        assert_eq!(
-            !b.list(&tails).await.unwrap().is_empty(),
-            tail_left,
-            "append of {len} MiB"
-        );
-        at = end;
+    for declared in [false, true] {
+        let staged = &format!("st-large-{declared}");
+        let tails = apprd::store::layout::stage_tail_dir(staged);
+        let mut at = 0;
+        for (len, piece, tail_left) in [
+            (6, 6, false),
+            (10, 1, false),
+            (3, 1, true),
+            (7, 7, false),
+            (20, 1, false),
+        ] {
+            let end = at + len * mib;
+            let got = b
+                .stage_append(
+                    staged,
+                    at as u64,
+                    contract::chunked(&all[at..end], piece * mib),
+                    declared.then_some((len * mib) as u64),
+                )
+                .await
+                .unwrap();
+            assert_eq!(got, end as u64);
+            assert_eq!(
+                !b.list(&tails).await.unwrap().is_empty(),
+                tail_left,
+                "append of {len} MiB, declared {declared}"
+            );
+            at = end;
+        }
+        let dest = format!("large-{declared}");
+        b.stage_commit(staged, &dest).await.unwrap();
+        let (back, meta) = b.read(&dest).await.unwrap();
+        assert_eq!(meta.size, all.len() as u64);
+        assert!(back[..] == all[..]);
+        assert!(b.list(staged).await.unwrap().is_empty());
     }
-    b.stage_commit(staged, "large").await.unwrap();
-    let (back, meta) = b.read("large").await.unwrap();
-    assert_eq!(meta.size, all.len() as u64);
-    assert!(back[..] == all[..]);
-    assert!(b.list(staged).await.unwrap().is_empty());
+}
+
+/// A declared length that the body falls short of (the sender stopped
+/// without an error) still stages exactly what came.
+#[tokio::test]
+async fn a_body_shorter_than_declared_stages_what_came() {
+    let Some((b, _)) = backend(5 * MIB).await else {
+        return;
+    };
+    let mib = MIB as usize;
+    let all: Vec<u8> = (0..17 * mib).map(|i| (i % 239) as u8).collect();
+    let got = b
+        .stage_append(
+            "short",
+            0,
+            contract::chunked(&all[..12 * mib], mib),
+            Some(40 * MIB),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, 12 * MIB);
+    let got = b
+        .stage_append("short", got, contract::chunked(&all[12 * mib..], mib), None)
+        .await
+        .unwrap();
+    assert_eq!(got, all.len() as u64);
+    b.stage_commit("short", "short-done").await.unwrap();
+    assert!(b.read("short-done").await.unwrap().0[..] == all[..]);
 }
 
 #[tokio::test]
@@ -186,6 +193,7 @@ async fn abandoned_multipart_uploads_are_purged() {
         &staged,
         0,
         Box::pin(futures_util::stream::iter(vec![Ok(data)])),
+        None,
     )
     .await
     .unwrap();

@@ -78,7 +78,7 @@ pub async fn dispatch(
                 let range = content_range(&req)?;
                 let body = payload_stream(payload, None);
                 let up = reg
-                    .append_upload(&repo, &id, range, body)
+                    .append_upload(&repo, &id, range, body, content_length(&req))
                     .await
                     .map_err(|e| with_location(e, &repo, &id))?;
                 Ok(upload_reply(StatusCode::ACCEPTED, &repo, &up.id, up.size))
@@ -184,7 +184,8 @@ async fn start_upload(
         }
     } else if let Some(d) = query_value(&q, "digest") {
         let digest = parse_digest(d)?;
-        reg.put_blob(repo, Some(&digest), payload_stream(payload, None))
+        let body = payload_stream(payload, None);
+        reg.put_blob(repo, Some(&digest), body, content_length(req))
             .await?;
         return Ok(blob_created(repo, &digest));
     }
@@ -219,7 +220,8 @@ async fn finish_upload(
         return Ok(blob_created(repo, &digest));
     }
     if has_body(req) || range.is_some() {
-        reg.append_upload(repo, id, range, payload_stream(payload, None))
+        let body = payload_stream(payload, None);
+        reg.append_upload(repo, id, range, body, content_length(req))
             .await
             .map_err(|e| with_location(e, repo, id))?;
     } else {

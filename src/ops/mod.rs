@@ -94,7 +94,13 @@ mod tests {
         async fn delete(&self, _: &str) -> StoreResult<()> {
             unreachable!()
         }
-        async fn stage_append(&self, _: &str, _: u64, _: ByteStream) -> StoreResult<u64> {
+        async fn stage_append(
+            &self,
+            _: &str,
+            _: u64,
+            _: ByteStream,
+            _: Option<u64>,
+        ) -> StoreResult<u64> {
             unreachable!()
         }
         async fn stage_read(&self, _: &str) -> StoreResult<ByteStream> {

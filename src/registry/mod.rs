@@ -203,11 +203,11 @@ mod session_tests {
         let a = Registry::new(store.clone(), 4 << 20);
         let b = Registry::new(store, 4 << 20);
         let up = a.start_upload("r", None).await.unwrap();
-        a.append_upload("r", &up.id, Some((0, 2)), body(b"abc"))
+        a.append_upload("r", &up.id, Some((0, 2)), body(b"abc"), None)
             .await
             .unwrap();
         // the hash state travels in the session record
-        b.append_upload("r", &up.id, Some((3, 5)), body(b"def"))
+        b.append_upload("r", &up.id, Some((3, 5)), body(b"def"), None)
             .await
             .unwrap();
         b.finish_upload("r", &up.id, &Digest::sha256_of(b"abcdef"))
@@ -221,7 +221,7 @@ mod session_tests {
         );
 
         let stale = a.start_upload("r", None).await.unwrap();
-        a.append_upload("r", &stale.id, None, body(b"zz"))
+        a.append_upload("r", &stale.id, None, body(b"zz"), None)
             .await
             .unwrap();
         assert_eq!(a.purge_uploads(3600).await.unwrap(), 0);
@@ -238,7 +238,7 @@ mod session_tests {
             4 << 20,
         );
         let up = reg.start_upload("r", None).await.unwrap();
-        reg.append_upload("r", &up.id, None, body(b"abc"))
+        reg.append_upload("r", &up.id, None, body(b"abc"), None)
             .await
             .unwrap();
         reg.store()

@@ -99,13 +99,15 @@ impl Registry {
     }
 
     /// Append a chunk. `start`/`end` come from `Content-Range` when given: the
-    /// chunk must start where the upload ends, and end where it says.
+    /// chunk must start where the upload ends, and end where it says. `len` is
+    /// the chunk's declared length (`Content-Length`), if any.
     pub async fn append_upload(
         &self,
         repo: &str,
         id: &str,
         range: Option<(u64, u64)>,
         body: ByteStream,
+        len: Option<u64>,
     ) -> Result<Upload> {
         let mut s = self.session(repo, id).await?;
         if let Some((start, end)) = range {
@@ -120,6 +122,7 @@ impl Registry {
                 &layout::upload_data(id),
                 s.size,
                 hashing(body, hasher.clone()),
+                len,
             )
             .await
             .map_err(|e| match e {
@@ -203,8 +206,9 @@ impl Registry {
     ) -> Result<()> {
         let s = self.session(repo, id).await?;
         if s.size > 0 {
+            let len = data.len() as u64;
             let body: ByteStream = Box::pin(futures_util::stream::once(async { Ok(data) }));
-            self.append_upload(repo, id, None, body).await?;
+            self.append_upload(repo, id, None, body, Some(len)).await?;
             return self.finish_upload(repo, id, digest).await;
         }
         let actual = Digest::of(digest.algorithm(), &data);
@@ -242,20 +246,24 @@ impl Registry {
         Ok(())
     }
 
-    /// Store a whole body as a blob of `repo` in one go, checking `expected`
-    /// if given. Runs as an upload session so that a crash leaves only a
-    /// session for the purge to find. Returns the digest and size.
+    /// Store a whole body (of `len` bytes, if declared) as a blob of `repo` in
+    /// one go, checking `expected` if given. Runs as an upload session so that
+    /// a crash leaves only a session for the purge to find. Returns the digest and size.
     pub async fn put_blob(
         &self,
         repo: &str,
         expected: Option<&Digest>,
         body: ByteStream,
+        len: Option<u64>,
     ) -> Result<(Digest, u64)> {
         let upload = self
             .start_upload(repo, expected.map(|d| d.algorithm()))
             .await?;
         let result = async {
-            let size = self.append_upload(repo, &upload.id, None, body).await?.size;
+            let size = self
+                .append_upload(repo, &upload.id, None, body, len)
+                .await?
+                .size;
             let digest = match expected {
                 Some(d) => d.clone(),
                 None => {

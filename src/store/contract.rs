@@ -110,20 +110,28 @@ pub async fn run(b: &dyn Backend, ns: &str) {
     // staging: appends, a failed append, offsets, commit
     let s = k("stage/1");
     assert_eq!(
-        b.stage_append(&s, 0, body(&[b"abc", b"def"]))
+        b.stage_append(&s, 0, body(&[b"abc", b"def"]), Some(6))
             .await
             .unwrap(),
         6
     );
     assert!(matches!(
-        b.stage_append(&s, 6, failing_body(b"zzz")).await,
+        b.stage_append(&s, 6, failing_body(b"zzz"), None).await,
         Err(StoreError::Body(_))
     ));
     assert!(matches!(
-        b.stage_append(&s, 9, body(&[b"x"])).await,
+        b.stage_append(&s, 9, body(&[b"x"]), None).await,
         Err(StoreError::OffsetMismatch { .. })
     ));
-    assert_eq!(b.stage_append(&s, 6, body(&[b"ghi"])).await.unwrap(), 9);
+    // A body longer than it declared fails, and leaves the staging as it was.
+    assert!(matches!(
+        b.stage_append(&s, 6, body(&[b"gh", b"ijk"]), Some(3)).await,
+        Err(StoreError::Body(_))
+    ));
+    assert_eq!(
+        b.stage_append(&s, 6, body(&[b"ghi"]), None).await.unwrap(),
+        9
+    );
     assert_eq!(collect(b.stage_read(&s).await.unwrap()).await, b"abcdefghi");
     assert!(b.stat(&k("final/1")).await.unwrap().is_none());
     b.stage_commit(&s, &k("final/1")).await.unwrap();
@@ -136,7 +144,7 @@ pub async fn run(b: &dyn Backend, ns: &str) {
     assert_eq!(b.stat(&k("final/empty")).await.unwrap().unwrap().size, 0);
 
     // abort leaves nothing; put_stream is all or nothing
-    b.stage_append(&k("stage/2"), 0, body(&[b"junk"]))
+    b.stage_append(&k("stage/2"), 0, body(&[b"junk"]), None)
         .await
         .unwrap();
     b.stage_abort(&k("stage/2")).await.unwrap();
@@ -251,12 +259,14 @@ async fn multipart_sized(b: &dyn Backend, k: &dyn Fn(&str) -> String) {
             items.push(Err(std::io::Error::other("client went away")));
             let bad: ByteStream = Box::pin(stream::iter(items));
             assert!(matches!(
-                b.stage_append(&s, at as u64, bad).await,
+                b.stage_append(&s, at as u64, bad, None).await,
                 Err(StoreError::Body(_))
             ));
         }
+        // Declared lengths: backends may plan their parts with them.
+        let len = Some((end - at) as u64);
         let got = b
-            .stage_append(&s, at as u64, chunked(&all[at..end], 100_000))
+            .stage_append(&s, at as u64, chunked(&all[at..end], 100_000), len)
             .await
             .unwrap();
         assert_eq!(got, end as u64);
@@ -276,7 +286,7 @@ async fn multipart_sized(b: &dyn Backend, k: &dyn Fn(&str) -> String) {
 
     // commit straight from an open multipart upload (no read first)
     let s2 = k("stage/big2");
-    b.stage_append(&s2, 0, chunked(&all[..9 * MIB], 1 << 20))
+    b.stage_append(&s2, 0, chunked(&all[..9 * MIB], 1 << 20), None)
         .await
         .unwrap();
     b.stage_commit(&s2, &k("final/big2")).await.unwrap();

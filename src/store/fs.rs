@@ -225,8 +225,10 @@ impl Backend for FsBackend {
         &self,
         staged: &str,
         offset: u64,
-        mut body: ByteStream,
+        body: ByteStream,
+        len: Option<u64>,
     ) -> StoreResult<u64> {
+        let mut body = super::declared(body, len);
         let path = self.path(staged);
         let file = blocking(move || -> io::Result<Result<std::fs::File, u64>> {
             if let Some(parent) = path.parent() {

@@ -87,10 +87,16 @@ impl Backend for Instrumented {
         self.timed("delete", self.inner.delete(key)).await
     }
 
-    async fn stage_append(&self, staged: &str, offset: u64, body: ByteStream) -> StoreResult<u64> {
+    async fn stage_append(
+        &self,
+        staged: &str,
+        offset: u64,
+        body: ByteStream,
+        len: Option<u64>,
+    ) -> StoreResult<u64> {
         self.timed(
             "stage_append",
-            self.inner.stage_append(staged, offset, body),
+            self.inner.stage_append(staged, offset, body, len),
         )
         .await
     }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 /// A body of bytes that arrives or leaves piece by piece.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
@@ -39,6 +39,25 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// `body`, failing once it brings more than its declared `len` bytes (the
+/// promise [`Backend::stage_append`] plans with).
+pub fn declared(body: ByteStream, len: Option<u64>) -> ByteStream {
+    let Some(len) = len else {
+        return body;
+    };
+    let mut seen = 0u64;
+    Box::pin(body.map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > len {
+            return Err(io::Error::other(format!(
+                "body longer than its declared {len} bytes"
+            )));
+        }
+        Ok(chunk)
+    }))
+}
 
 /// What `stat` tells about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +122,16 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Append a body to a staged (not yet visible) object that must currently be
     /// `offset` bytes long; a failed append leaves it at `offset`. Returns the new size.
-    async fn stage_append(&self, staged: &str, offset: u64, body: ByteStream) -> StoreResult<u64>;
+    /// `len` is the body's length when the sender declared it (`Content-Length`):
+    /// backends that cut bodies into parts plan them with it, and a body that
+    /// brings more fails the append.
+    async fn stage_append(
+        &self,
+        staged: &str,
+        offset: u64,
+        body: ByteStream,
+        len: Option<u64>,
+    ) -> StoreResult<u64>;
 
     /// Read a staged object back (used when a digest needs a second pass).
     async fn stage_read(&self, staged: &str) -> StoreResult<ByteStream>;
@@ -117,7 +145,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Write a streamed body to `dest` atomically (visible only once complete).
     async fn put_stream(&self, staged: &str, dest: &str, body: ByteStream) -> StoreResult<u64> {
         self.stage_abort(staged).await?;
-        let size = self.stage_append(staged, 0, body).await?;
+        let size = self.stage_append(staged, 0, body, None).await?;
         self.stage_commit(staged, dest).await?;
         Ok(size)
     }

@@ -516,8 +516,14 @@ impl Backend for S3Backend {
         }
     }
 
-    async fn stage_append(&self, staged: &str, offset: u64, body: ByteStream) -> StoreResult<u64> {
-        self.staged_append(staged, offset, body).await
+    async fn stage_append(
+        &self,
+        staged: &str,
+        offset: u64,
+        body: ByteStream,
+        len: Option<u64>,
+    ) -> StoreResult<u64> {
+        self.staged_append(staged, offset, body, len).await
     }
 
     async fn stage_read(&self, staged: &str) -> StoreResult<ByteStream> {

@@ -55,7 +55,7 @@ impl Staging {
         let body: ByteStream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         let task = {
             let (reg, repo, id) = (reg.clone(), repo.to_string(), up.id.clone());
-            tokio::spawn(async move { reg.append_upload(&repo, &id, None, body).await })
+            tokio::spawn(async move { reg.append_upload(&repo, &id, None, body, None).await })
         };
         Ok(Staging {
             reg: reg.clone(),

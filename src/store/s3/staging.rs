@@ -8,21 +8,26 @@
 //! - a record `S._stage` (JSON): upload id, part etags and sizes, tail key, size.
 //!
 //! `append` loads the tail into a part buffer and streams the body through it.
-//! A buffer that reaches `part_size` (fixed when the staging starts, so
-//! replicas with other settings agree) is held until 5 MiB more have come, and
-//! then sent as a part; if the body ends first, the rest joins it as one last
-//! part (up to `part_size` + 5 MiB). What is left at the end becomes one last
-//! part too if this body brought 5 MiB or more; only a rest under that becomes
-//! a new tail (fresh key). So a chunked upload of 5 MiB chunks or more writes
-//! one part per chunk and never reads a tail back, and small chunks still
-//! gather into `part_size` parts.
+//! When the body's length is declared (`Content-Length`), the parts are
+//! planned ahead: each is `part_size` (fixed when the staging starts, so
+//! replicas with other settings agree) if 5 MiB or more would follow it, else
+//! the whole rest (up to `part_size` + 5 MiB), and one buffer sized to the
+//! part fills and is sent in turn. When the length is unknown, a buffer that
+//! reaches `part_size` is held until 5 MiB more have come, and then sent; if
+//! the body ends first, the rest joins it as one last part. Either way the
+//! rest at the end becomes one last part too if it is a whole part or this
+//! body brought 5 MiB or more; only a rest under that becomes a new tail
+//! (fresh key). So a chunked upload of 5 MiB chunks or more writes one part
+//! per chunk and never reads a tail back, and small chunks still gather into
+//! `part_size` parts.
 //! Only then is the record rewritten (conditionally on its etag, so two
 //! replicas appending at once cannot both win). A failed append therefore
 //! leaves the record, and the staged object, at `offset`: parts it uploaded are
 //! re-uploaded under the same numbers by the next append, or dropped by
 //! CompleteMultipartUpload, which keeps only listed parts.
-//! Memory per upload: two part buffers. Cost: a chunk under 5 MiB re-reads and
-//! rewrites the tail (under one part) once per chunk.
+//! Memory per upload: one part buffer with a declared length, two without.
+//! Cost: a chunk under 5 MiB re-reads and rewrites the tail (under one part)
+//! once per chunk.
 //!
 //! `commit` uploads the tail as the last part with UploadPartCopy (server
 //! side), completes the multipart upload at `S` ("sealing" it), then copies
@@ -75,6 +80,31 @@ impl Record {
 /// The smallest part S3 takes (all but the last part of an upload).
 const MIN_PART: usize = 5 * 1024 * 1024;
 
+/// The size of the next part when `rest` bytes remain to be staged: a whole
+/// part if at least 5 MiB would follow it, else all of them (the last part,
+/// or a tail if under 5 MiB).
+fn plan_part(part_size: usize, rest: u64) -> usize {
+    if rest >= (part_size + MIN_PART) as u64 {
+        part_size
+    } else {
+        rest as usize
+    }
+}
+
+/// The buffer of a sent part, emptied for a part of `cap` bytes, or a new one
+/// if the SDK still holds it or it is too small.
+fn reuse(sent: Bytes, cap: usize) -> BytesMut {
+    if let Ok(mut b) = sent.try_into_mut() {
+        if b.capacity() >= cap {
+            b.clear();
+            return b;
+        }
+        // Freed before the larger one is taken.
+        drop(b);
+    }
+    BytesMut::with_capacity(cap)
+}
+
 fn inconsistent(staged: &str, why: &str) -> StoreError {
     StoreError::Io(std::io::Error::other(format!(
         "staged upload {staged}: {why}"
@@ -125,8 +155,10 @@ impl S3Backend {
         &self,
         staged: &str,
         offset: u64,
-        mut body: ByteStream,
+        body: ByteStream,
+        len: Option<u64>,
     ) -> StoreResult<u64> {
+        let mut body = crate::store::declared(body, len);
         let (mut rec, mut etag) = self.load(staged).await?;
         if rec.sealed {
             return Err(inconsistent(staged, "sealed by a read; no more appends"));
@@ -142,8 +174,13 @@ impl S3Backend {
         let part_size = rec.part_size as usize;
         // Room for a part and the bytes a last part may gain (see the module doc).
         let cap = part_size + MIN_PART;
-        let mut buf = BytesMut::with_capacity(cap);
         let keep = (offset - rec.parts_bytes()) as usize;
+        // With the body's length known, each buffer is sized to the part it
+        // will become and sent when full: one buffer at a time. Unknown, a
+        // full part is held (below) and two buffers take turns.
+        let mut left = len;
+        let mut target = left.map(|l| plan_part(part_size, keep as u64 + l));
+        let mut buf = BytesMut::with_capacity(target.unwrap_or(cap));
         if keep > 0 {
             let tail = rec
                 .tail
@@ -174,15 +211,30 @@ impl S3Backend {
         while let Some(chunk) = body.next().await {
             let mut chunk = chunk.map_err(StoreError::Body)?;
             size += chunk.len() as u64;
+            // `declared` fails a body longer than `len`.
+            left = left.map(|l| l.saturating_sub(chunk.len() as u64));
             while !chunk.is_empty() {
                 if buf.is_empty() && held.is_none() && chunk.len() >= cap {
                     // A chunk holding a part and the next one's minimum goes out as it is.
                     let part = chunk.split_to(part_size);
                     self.send_part(staged, &mut rec, &mut etag, part).await?;
+                    target = left.map(|l| plan_part(part_size, l + chunk.len() as u64));
                     continue;
                 }
-                let take = (part_size - buf.len()).min(chunk.len());
+                let take = (target.unwrap_or(part_size) - buf.len()).min(chunk.len());
                 buf.extend_from_slice(&chunk.split_to(take));
+                if let (Some(t), Some(l)) = (target, left) {
+                    let rest = l + chunk.len() as u64;
+                    if buf.len() == t && rest > 0 {
+                        let part = std::mem::take(&mut buf).freeze();
+                        self.send_part(staged, &mut rec, &mut etag, part.clone())
+                            .await?;
+                        let next = plan_part(part_size, rest);
+                        target = Some(next);
+                        buf = reuse(part, next);
+                    }
+                    continue;
+                }
                 if buf.len() >= MIN_PART {
                     if let Some(whole) = held.take() {
                         let part = whole.freeze();
@@ -208,7 +260,7 @@ impl S3Backend {
             last.extend_from_slice(&buf.split());
             self.send_part(staged, &mut rec, &mut etag, last.freeze())
                 .await?;
-        } else if buf.len() >= MIN_PART && brought >= MIN_PART {
+        } else if buf.len() >= part_size || (buf.len() >= MIN_PART && brought >= MIN_PART) {
             let last = buf.split().freeze();
             self.send_part(staged, &mut rec, &mut etag, last).await?;
         }
@@ -375,7 +427,7 @@ impl S3Backend {
         let first = futures_util::stream::iter([Ok(head.freeze()), Ok(overflow)]);
         let result = async {
             let size = self
-                .staged_append(staged, 0, Box::pin(first.chain(body)))
+                .staged_append(staged, 0, Box::pin(first.chain(body)), None)
                 .await?;
             self.staged_commit(staged, dest).await?;
             Ok(size)

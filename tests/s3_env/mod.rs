@@ -1,0 +1,36 @@
+//! The S3 test server's endpoint and credentials, shared by the S3 test binaries.
+//! `scripts/test.sh` starts moto and sets `APPRD_TEST_S3_ENDPOINT`; with
+//! `APPRD_REQUIRE_S3=1` a missing endpoint fails instead of skipping.
+
+use std::sync::Once;
+
+pub fn endpoint() -> Option<String> {
+    match std::env::var("APPRD_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var("APPRD_REQUIRE_S3").as_deref() == Ok("1") => {
+            panic!("APPRD_REQUIRE_S3=1 but APPRD_TEST_S3_ENDPOINT is not set")
+        }
+        _ => {
+            eprintln!("skipped: set APPRD_TEST_S3_ENDPOINT to run the S3 tests");
+            None
+        }
+    }
+}
+
+static ENV: Once = Once::new();
+
+/// Point the AWS chain at the test server (once, before any client reads it).
+pub fn setup(endpoint: &str) {
+    ENV.call_once(|| {
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            if std::env::var_os(k).is_none() {
+                std::env::set_var(k, v);
+            }
+        }
+    });
+}

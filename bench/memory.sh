@@ -37,10 +37,13 @@ push_chunked() {
   loc=$(curl -sf -o /dev/null -w '%header{location}' -X POST "$M_URL/v2/bench/mem2/blobs/uploads/")
   while [ "$off" -lt "$total" ]; do
     local n=$(( CHUNK_MIB * 1048576 )); [ $((off + n)) -gt "$total" ] && n=$((total - off))
-    loc=$(dd if=blob bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$n" status=none | curl -sf -o /dev/null -w '%header{location}' -X PATCH \
-      -H 'Content-Type: application/octet-stream' -H "Content-Range: $off-$((off + n - 1))" -T - "$M_URL$loc")
+    # From a file, so that the PATCH carries Content-Length as docker's do.
+    dd if=blob of=chunk bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$n" status=none
+    loc=$(curl -sf -o /dev/null -w '%header{location}' -X PATCH \
+      -H 'Content-Type: application/octet-stream' -H "Content-Range: $off-$((off + n - 1))" -T chunk "$M_URL$loc")
     off=$((off + n))
   done
+  rm -f chunk
   curl -sf -o /dev/null -X PUT "$M_URL$loc?digest=$digest"
 }
 pull() { curl -sf -o /dev/null "$M_URL/v2/bench/mem/blobs/$digest"; }

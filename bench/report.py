@@ -103,14 +103,40 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("raw")
     ap.add_argument("--out", required=True)
+    # A partial run (WORKLOADS=...) can be completed from an earlier full one:
+    # rows this run did not measure are taken from it, marked, and named.
+    ap.add_argument("--earlier", action="append", default=[],
+                    help="raw lines of an earlier run (repeatable: a later file's rows replace an earlier's)")
+    ap.add_argument("--earlier-apprd", default="?", help="the apprd commit(s) of those runs")
     for opt in ["apprd", "runs", "load-seconds", "cpus", "distribution", "docker-registry", "garage"]:
         ap.add_argument("--" + opt, default="?")
     args = ap.parse_args()
 
-    rows = collections.OrderedDict()  # (storage, row) -> system -> [values]
-    for line in open(args.raw):
-        m = json.loads(line)
-        rows.setdefault((m["storage"], m["row"]), collections.defaultdict(list))[m["system"]].append(float(m["value"]))
+    def load(path):
+        rows = collections.OrderedDict()  # (storage, row) -> system -> [values]
+        for line in open(path):
+            m = json.loads(line)
+            rows.setdefault((m["storage"], m["row"]), collections.defaultdict(list))[m["system"]].append(float(m["value"]))
+        return rows
+
+    rows = load(args.raw)
+    earlier = set()
+    if args.earlier:
+        before = collections.OrderedDict()
+        for path in args.earlier:
+            for key, data in load(path).items():
+                before[key] = data
+        # Kept in the earlier run's order, so the tables read as before.
+        merged = collections.OrderedDict()
+        for key, data in before.items():
+            if key in rows:
+                merged[key] = rows[key]
+            else:
+                merged[key] = data
+                earlier.add(key)
+        for key, data in rows.items():
+            merged.setdefault(key, data)
+        rows = merged
 
     limits = {row: statistics.median(v["limit"]) for (s, row), v in rows.items() if s == "machine"}
     header = [
@@ -123,6 +149,9 @@ def main():
         "RSS under half of Distribution's, startup and list times at most the best peer's "
         "(lists: among peers that paginate; docker-registry 2.8 ignores `n` on tags/list).",
     ]
+    if earlier:
+        header.append(f"Rows marked † were not measured in this run: they come from an earlier "
+                      f"run of every system ({args.earlier_apprd}).")
     os.makedirs(args.out, exist_ok=True)
     storages = [s for s in dict.fromkeys(s for s, _ in rows) if s != "machine"]
     for storage in storages:
@@ -151,7 +180,8 @@ def main():
                     for p, v in rows.get((where, row.replace("(ms)", "(pages)")), {}).items():
                         pages[p] = statistics.median(v)
                 pages = pages or None
-            out.append(f"| {row} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {goal(row, data, pages)} |")
+            mark = " †" if (st, row) in earlier else ""
+            out.append(f"| {row}{mark} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {goal(row, data, pages)} |")
         out += ["", "## The machine's limits, and apprd against them", "",
                 "| limit | median | apprd row | apprd | apprd / limit |", "|---|---:|---|---:|---:|"]
         sha = limits.get("SHA-256, one core (MiB/s)")
@@ -192,7 +222,8 @@ def main():
         out += ["", "| machine row | median (min–max) |", "|---|---:|"]
         for (st, row), data in rows.items():
             if st == "machine":
-                out.append(f"| {row} | {cell(data['limit'])} |")
+                mark = " †" if (st, row) in earlier else ""
+                out.append(f"| {row}{mark} | {cell(data['limit'])} |")
         path = os.path.join(args.out, f"{storage}.md")
         with open(path, "w") as f:
             f.write("\n".join(out) + "\n")

@@ -34,6 +34,12 @@ STORAGES=${STORAGES:-filesystem s3}
 SYSTEMS=${SYSTEMS:-apprd distribution docker-registry}
 # Which workloads run (all by default): blobs manifests small lists appr limits
 WORKLOADS=${WORKLOADS:-blobs manifests small lists appr limits}
+# A partial run can be completed from earlier raw lines (report.py --earlier):
+# EARLIER="bench/results/raw.jsonl ..." EARLIER_APPRD="what made them";
+# RAW_NAME is the name this run's own raw lines get in bench/results/.
+EARLIER=${EARLIER:-}
+EARLIER_APPRD=${EARLIER_APPRD:-?}
+RAW_NAME=${RAW_NAME:-raw.jsonl}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PART=8388608 # S3 part size, the same on every system
@@ -488,11 +494,13 @@ for storage in $STORAGES; do
 done
 
 mkdir -p "$RESULTS"
-python3 "$ROOT_DIR/bench/report.py" "$RAW" --out "$RESULTS" \
+earlier=()
+for e in $EARLIER; do earlier+=(--earlier "$(cd "$ROOT_DIR" && realpath "$e")"); done
+python3 "$ROOT_DIR/bench/report.py" "$RAW" --out "$RESULTS" "${earlier[@]}" --earlier-apprd "$EARLIER_APPRD" \
   --apprd "$(git -C "$ROOT_DIR" rev-parse --short HEAD)" --runs "$RUNS" --load-seconds "$LOAD_SECONDS" \
   --cpus "server $SERVER_CPU, client $CLIENT_CPU" \
   --distribution "$("$DISTRIBUTION" --version | awk '{print $3}')" \
   --docker-registry "$(dpkg-query -W -f '${Version}' docker-registry 2>/dev/null || echo '?')" \
   --garage "$("$GARAGE" --version 2>/dev/null | head -1 || echo '?')"
-cp "$RAW" "$RESULTS/raw.jsonl"
+cp "$RAW" "$RESULTS/$RAW_NAME"
 log "results in $RESULTS"

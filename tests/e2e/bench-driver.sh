@@ -91,4 +91,16 @@ grep -q '| min(SHA-256, disk write) | 600 MiB/s | push 100 MiB monolithic (MiB/s
 # and, on one core, against SHA-256 then the plain write made in its own place
 grep -q "| SHA-256 then disk write in the push's place, one core | 333 MiB/s | push 100 MiB monolithic (MiB/s) | 300 | 0.90 |" "$WORK/results/filesystem.md" ||
   fail "report in-place push limit wrong: $(grep 'push 100' "$WORK/results/filesystem.md")"
+# a partial run completed from an earlier one: its own rows win, the rest are marked
+cat >"$WORK/partial.jsonl" <<'EOF'
+{"storage":"filesystem","system":"apprd","row":"idle RSS (MiB)","value":10}
+{"storage":"filesystem","system":"distribution","row":"idle RSS (MiB)","value":40}
+EOF
+python3 "$ROOT_DIR/bench/report.py" "$WORK/partial.jsonl" --out "$WORK/merged" \
+  --earlier "$WORK/raw.jsonl" --earlier-apprd "abc1234" >/dev/null
+grep -q '| idle RSS (MiB) | 10.0 | 40.0 | 0.25 | met |' "$WORK/merged/filesystem.md" ||
+  fail "merged RSS row wrong: $(grep 'idle RSS' "$WORK/merged/filesystem.md")"
+grep -q '| manifest GET by tag, c=1 (req/s) † | 1,000 (900–1,100) | 400 | 2.50 | short |' "$WORK/merged/filesystem.md" ||
+  fail "earlier row not kept and marked: $(grep 'manifest GET' "$WORK/merged/filesystem.md")"
+grep -q 'Rows marked † .*(abc1234)' "$WORK/merged/filesystem.md" || fail "merged report does not name the earlier run"
 log "bench driver and report ok ($APPRD_TEST_STORAGE)"

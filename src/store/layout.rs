@@ -29,6 +29,12 @@ pub fn blob(d: &Digest) -> String {
     )
 }
 
+/// Whether `key` is a blob: written once, whole, under its digest, and never
+/// changed in place afterwards (only deleted).
+pub fn is_blob(key: &str) -> bool {
+    key.starts_with("blobs/")
+}
+
 fn repo(repo: &str) -> String {
     format!("repositories/{repo}")
 }

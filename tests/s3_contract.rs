@@ -13,16 +13,7 @@ use bytes::Bytes;
 const MIB: u64 = 1024 * 1024;
 
 mod s3_env;
-use s3_env::{endpoint, setup};
-
-/// A fresh bucket, and a backend on it under a prefix.
-async fn backend(part_size: u64) -> Option<(S3Backend, String)> {
-    setup(&endpoint()?);
-    let (c, _) = client(true).await;
-    let bucket = format!("apprd-test-{}", uuid::Uuid::new_v4().simple());
-    c.create_bucket().bucket(&bucket).send().await.unwrap();
-    Some((S3Backend::new(c, &bucket, "/pfx/", part_size), bucket))
-}
+use s3_env::{backend, endpoint, setup};
 
 #[tokio::test]
 async fn s3_backend_honours_the_contract() {

@@ -5,7 +5,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use apprd::store::s3::{client, S3Backend};
 use apprd::store::{Backend, ByteStream};
 use bytes::Bytes;
 
@@ -47,15 +46,10 @@ async fn peak_during<F: std::future::Future>(f: F) -> (usize, F::Output) {
 
 #[tokio::test]
 async fn a_declared_length_needs_one_part_buffer() {
-    let Some(endpoint) = s3_env::endpoint() else {
+    let part = 8 * MIB;
+    let Some((b, _)) = s3_env::backend(part as u64).await else {
         return;
     };
-    s3_env::setup(&endpoint);
-    let (c, _) = client(true).await;
-    let bucket = format!("apprd-mem-{}", uuid::Uuid::new_v4().simple());
-    c.create_bucket().bucket(&bucket).send().await.unwrap();
-    let part = 8 * MIB;
-    let b = S3Backend::new(c, &bucket, "", part as u64);
 
     // 42 MiB as a client sends it (64 KiB pieces): parts of 8, 8, 8, 8, 10 MiB.
     // Pieces are slices of one buffer, made as they are taken: the body

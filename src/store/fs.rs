@@ -88,12 +88,17 @@ impl FsBackend {
 /// (records and manifests, bounded by the manifest size limit) skip even that
 /// one hop: from the page cache they take microseconds, the hop ten times
 /// more (bench/: 14k -> 26k manifest GETs per second on one core).
-async fn blocking<T: Send + 'static>(
+/// The work starts when this is called, not when the result is awaited, so a
+/// caller can keep one operation in flight while it does something else
+/// (`read_blocks` and `BatchWriter` do).
+fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))?
+) -> impl std::future::Future<Output = io::Result<T>> + Send + 'static {
+    let task = tokio::task::spawn_blocking(f);
+    async move {
+        task.await
+            .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))?
+    }
 }
 
 fn meta_of(m: &std::fs::Metadata) -> Meta {
@@ -139,14 +144,16 @@ impl Backend for FsBackend {
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {
         let path = self.path(key);
         let start = range.map_or(0, |r| r.start);
-        let f = blocking(move || {
-            let f = std::fs::File::open(path)?;
+        let (f, len) = blocking(move || {
+            let mut f = std::fs::File::open(path)?;
+            if start > 0 {
+                io::Seek::seek(&mut f, SeekFrom::Start(start))?;
+            }
             let len = f.metadata()?.len();
             Ok((f, len))
         })
         .await
-        .map_err(not_found);
-        let (f, len) = f?;
+        .map_err(not_found)?;
         let end = range.map_or(len, |r| (r.end + 1).min(len));
         let how = if super::layout::is_blob(key) {
             Fetch::Map
@@ -313,13 +320,12 @@ impl Backend for FsBackend {
     }
 }
 
-/// Stream up to `remaining` bytes of `file` in blocks read straight into the
-/// buffers sent on (tokio's `File` reads into a buffer of its own, then
-/// copies: a tenth of a pull's CPU).
 /// How [`read_blocks`] gets a block of a file.
 #[derive(Clone, Copy)]
 enum Fetch {
-    /// `read(2)` into a fresh buffer.
+    /// `read(2)` straight into a fresh buffer that is then sent on (tokio's
+    /// `File` reads into a buffer of its own, then copies: a tenth of a
+    /// pull's CPU). Reads go on from where the file's cursor is.
     Copy,
     /// Mapped, pages faulted in (`MAP_POPULATE`) on the blocking pool: the
     /// bytes go from the page cache to the socket with actix-web's one copy
@@ -329,19 +335,22 @@ enum Fetch {
     Map,
 }
 
-/// Streams bytes `pos..end` of `file` in blocks, each got on the blocking
-/// pool while the block before it is sent: a pull from a cold page cache then
-/// waits for the disk and the socket at once, not in turn. Two blocks at most
-/// are held.
+/// Streams bytes `pos..end` of `file` (whose cursor is at `pos`) in blocks,
+/// each got on the blocking pool while the block before it is sent: a pull
+/// from a cold page cache then waits for the disk and the socket at once, not
+/// in turn. Two blocks at most are held.
 fn read_blocks(file: std::fs::File, pos: u64, end: u64, how: Fetch) -> ByteStream {
-    type Block = tokio::task::JoinHandle<io::Result<(std::fs::File, Bytes)>>;
-    fn next_block(mut file: std::fs::File, pos: u64, end: u64, how: Fetch) -> Option<Block> {
+    fn next_block(
+        mut file: std::fs::File,
+        pos: u64,
+        end: u64,
+        how: Fetch,
+    ) -> Option<impl std::future::Future<Output = io::Result<(std::fs::File, Bytes)>>> {
         let want = (end - pos).min(READ_BLOCK as u64);
         (want > 0).then(|| {
-            tokio::task::spawn_blocking(move || {
+            blocking(move || {
                 let block = match how {
                     Fetch::Copy => {
-                        io::Seek::seek(&mut file, SeekFrom::Start(pos))?;
                         // `take` + `read_to_end` fills the block without zeroing it first.
                         let mut block = Vec::with_capacity(want as usize);
                         io::Read::read_to_end(&mut io::Read::take(&mut file, want), &mut block)?;
@@ -369,9 +378,7 @@ fn read_blocks(file: std::fs::File, pos: u64, end: u64, how: Fetch) -> ByteStrea
             let Some(next) = next else {
                 return Ok(None);
             };
-            let (file, block) = next
-                .await
-                .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))??;
+            let (file, block) = next.await?;
             if block.is_empty() {
                 return Ok(None);
             }
@@ -429,14 +436,11 @@ impl BatchWriter {
         let pos = self.pos;
         self.pos += block.len() as u64;
         // Spawned now, not when awaited: the write runs while the next block fills.
-        let write = tokio::task::spawn_blocking(move || {
+        self.write = Some(Box::pin(blocking(move || {
             io::Write::write_all(&mut file, &block)?;
             start_writeback(&file, pos, block.len());
             Ok((file, block))
-        });
-        self.write = Some(Box::pin(
-            async move { write.await.map_err(io::Error::other)? },
-        ));
+        })));
         Ok(())
     }
 

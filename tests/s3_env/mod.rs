@@ -4,6 +4,8 @@
 
 use std::sync::Once;
 
+use apprd::store::s3::{client, S3Backend};
+
 pub fn endpoint() -> Option<String> {
     match std::env::var("APPRD_TEST_S3_ENDPOINT") {
         Ok(e) if !e.is_empty() => Some(e),
@@ -33,4 +35,14 @@ pub fn setup(endpoint: &str) {
             }
         }
     });
+}
+
+/// A fresh bucket, and a backend on it under a prefix; `None` (skipped)
+/// without a test server.
+pub async fn backend(part_size: u64) -> Option<(S3Backend, String)> {
+    setup(&endpoint()?);
+    let (c, _) = client(true).await;
+    let bucket = format!("apprd-test-{}", uuid::Uuid::new_v4().simple());
+    c.create_bucket().bucket(&bucket).send().await.unwrap();
+    Some((S3Backend::new(c, &bucket, "/pfx/", part_size), bucket))
 }

@@ -128,6 +128,36 @@ fn image_manifest(config: &str, layer: &str, layer_size: usize) -> Vec<u8> {
     .unwrap()
 }
 
+/// The `/v2` scope: the base answers with and without its slash, an
+/// unknown path under it gets an OCI error, and a path that only starts with
+/// the letters `/v2` is not the OCI API.
+#[tokio::test]
+async fn the_v2_scope() {
+    let a = apprd(&[]).await;
+    for path in ["/v2", "/v2/"] {
+        for method in [Method::GET, Method::HEAD] {
+            let r = call(&a, method.clone(), path, &[], vec![]).await;
+            assert_eq!(r.status, StatusCode::OK, "{method} {path}");
+        }
+    }
+    assert_eq!(call(&a, Method::GET, "/v2/", &[], vec![]).await.body, b"{}");
+    let r = call(&a, Method::GET, "/v2/a/b/nothing/here", &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.code() != "",
+        "an OCI error body: {:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = call(&a, Method::GET, "/v2x/a/tags/list", &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.code(),
+        "",
+        "not an OCI error: {:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
 #[tokio::test]
 async fn bad_names_and_references() {
     let a = apprd(&[]).await;

@@ -19,7 +19,6 @@ pub use routes::Route;
 
 /// Mount `/cnr/...` and `/api/v1/...`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/cnr", web::route().to(handlers::dispatch))
-        .route("/cnr/{tail:.*}", web::route().to(handlers::dispatch))
-        .route("/api/v1/{tail:.*}", web::route().to(handlers::dispatch));
+    cfg.service(web::scope("/cnr").default_service(web::to(handlers::dispatch)))
+        .service(web::scope("/api/v1").default_service(web::to(handlers::dispatch)));
 }

@@ -11,6 +11,7 @@ pub use routes::Route;
 
 /// Mount `/v2` and everything under it.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v2", web::route().to(handlers::dispatch))
-        .route("/v2/{tail:.*}", web::route().to(handlers::dispatch));
+    // A scope's static prefix matches by comparing strings; a `{tail:.*}`
+    // route would run a regex on every request. The handler parses the path.
+    cfg.service(web::scope("/v2").default_service(web::to(handlers::dispatch)));
 }

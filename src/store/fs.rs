@@ -164,11 +164,15 @@ impl Backend for FsBackend {
     }
 
     async fn read(&self, key: &str) -> StoreResult<(Bytes, Meta)> {
+        // What is read whole (records, manifests) is replaced by rename, never
+        // changed in place, so the size from `fstat` is the size to read:
+        // open, fstat, read, close. (`read_to_end` adds an fstat, a seek and
+        // a read at EOF: 7 syscalls where 4 do, on every manifest request.)
         let read = || -> io::Result<(Vec<u8>, Meta)> {
             let mut f = std::fs::File::open(self.path(key))?;
             let meta = meta_of(&f.metadata()?);
-            let mut buf = Vec::with_capacity(meta.size as usize);
-            io::Read::read_to_end(&mut f, &mut buf)?;
+            let mut buf = vec![0; meta.size as usize];
+            io::Read::read_exact(&mut f, &mut buf)?;
             Ok((buf, meta))
         };
         let (buf, meta) = read().map_err(not_found)?;

@@ -104,6 +104,18 @@ async fn call(
     }
 }
 
+/// PATCH a chunk with its `Content-Range` to an upload's location.
+async fn patch(a: &Apprd, loc: &str, range: &str, body: &[u8]) -> Reply {
+    call(
+        a,
+        Method::PATCH,
+        loc,
+        &[("Content-Range", range)],
+        body.to_vec(),
+    )
+    .await
+}
+
 async fn push_blob(a: &Apprd, repo: &str, data: &[u8]) -> String {
     let d = sha(data);
     let r = call(
@@ -288,53 +300,18 @@ async fn chunks_out_of_order_keep_the_session() {
     let r = call(&a, Method::POST, "/v2/r/blobs/uploads/", &[], vec![]).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let loc = r.header("location").to_string();
-    let r = call(
-        &a,
-        Method::PATCH,
-        &loc,
-        &[("Content-Range", "3-5")],
-        b"def".to_vec(),
-    )
-    .await;
+    let r = patch(&a, &loc, "3-5", b"def").await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
-    let r = call(
-        &a,
-        Method::PATCH,
-        &loc,
-        &[("Content-Range", "0-2")],
-        b"abc".to_vec(),
-    )
-    .await;
+    let r = patch(&a, &loc, "0-2", b"abc").await;
     assert_eq!((r.status, r.header("range")), (StatusCode::ACCEPTED, "0-2"));
     // overlapping and malformed ranges
-    let r = call(
-        &a,
-        Method::PATCH,
-        &loc,
-        &[("Content-Range", "1-3")],
-        b"bcd".to_vec(),
-    )
-    .await;
+    let r = patch(&a, &loc, "1-3", b"bcd").await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(r.header("range"), "0-2");
-    let r = call(
-        &a,
-        Method::PATCH,
-        &loc,
-        &[("Content-Range", "x-y")],
-        b"d".to_vec(),
-    )
-    .await;
+    let r = patch(&a, &loc, "x-y", b"d").await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     // a range that lies about its length is refused and not kept
-    let r = call(
-        &a,
-        Method::PATCH,
-        &loc,
-        &[("Content-Range", "3-9")],
-        b"de".to_vec(),
-    )
-    .await;
+    let r = patch(&a, &loc, "3-9", b"de").await;
     assert_eq!(
         (r.status, r.code().as_str()),
         (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID")

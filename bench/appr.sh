@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # APPR push and JSON pull (what `appr push` / `appr pull` send) of packages of
-# $SIZES_MIB, timed, with the server's peak RSS sampled every 20 ms (process
+# $SIZES_MIB, timed, with the server's peak RSS (bench/rss.sh; process
 # tree: gunicorn's worker counts), apprd side by side with the reference appr
 # 0.7.4 server (Python 2.7, gunicorn, filesystem) in the same run. Then the
 # RSS growth of apprd during a $BIG_MIB push, which must stay flat.
@@ -28,33 +28,14 @@ else
   log "$REFERENCE not found: reference columns left empty"
 fi
 
-rss_tree_kib() { # PID: VmRSS of it and its children
-  local total=0 p r
-  for p in "$1" $(pgrep -P "$1" || true); do
-    r=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-    total=$((total + ${r:-0}))
-  done
-  echo "$total"
-}
-sample() { # PID FILE: write the peak RSS seen to FILE until killed
-  local peak=0 r
-  while true; do
-    r=$(rss_tree_kib "$1")
-    # Replace the file atomically: the reader must never see it empty.
-    [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" >"$2.tmp" && mv -f "$2.tmp" "$2"
-    sleep 0.02
-  done
-}
+source "$ROOT_DIR/bench/rss.sh"
 measure() { # PID cmd... -> "<seconds> <peak MiB>"
   local pid=$1; shift
-  rss_tree_kib "$pid" >peak
-  sample "$pid" peak & local s=$!
+  peak_reset "$pid"
   local t0 t1; t0=$(date +%s.%N)
   "$@" || fail "$* failed"
   t1=$(date +%s.%N)
-  kill "$s"; wait "$s" 2>/dev/null || true
-  local p; p=$(cat peak)
-  printf '%.2f %.1f\n' "$(echo "$t1 - $t0" | bc)" "$(echo "${p:-0} / 1024" | bc -l)"
+  printf '%.2f %s\n' "$(echo "$t1 - $t0" | bc)" "$(rss_mib "$pid" VmHWM)"
 }
 
 make_package() { # MiB: pkgN.tar.gz (incompressible) and pushN.json (the CLI's body)
@@ -109,10 +90,10 @@ printf '%s\n' "${rows[@]}"
 
 if [ "$BIG_MIB" -gt 0 ]; then
   make_package "$BIG_MIB"
-  base=$(rss_tree_kib "$A_PID")
+  base=$(rss_mib "$A_PID" VmRSS)
   read -r t m < <(measure "$A_PID" push "$A_URL" "$BIG_MIB")
-  growth=$(echo "$m - $base / 1024" | bc -l)
+  growth=$(echo "$m - $base" | bc -l)
   printf '\napprd %s MiB APPR push: %s s, RSS %.1f MiB before, peak %s MiB, growth %.1f MiB\n' \
-    "$BIG_MIB" "$t" "$(echo "$base / 1024" | bc -l)" "$m" "$growth"
+    "$BIG_MIB" "$t" "$base" "$m" "$growth"
   [ "$(echo "$growth < 64" | bc)" = 1 ] || fail "RSS grew by ${growth} MiB during a ${BIG_MIB} MiB push"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Memory of apprd while it moves big blobs: push (monolithic and chunked) and
-# pull blobs of each size in $SIZES_MIB, sampling the server's RSS every
-# 50 ms; prints the peak per phase. Flat = the peak does not grow with size.
+# pull blobs of each size in $SIZES_MIB; prints the peak RSS of each phase
+# (bench/rss.sh). Flat = the peak does not grow with size.
 #   bench/memory.sh                 sizes 64 and 1024 MiB, filesystem store
 #   APPRD_TEST_STORAGE=s3 bench/memory.sh
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -12,23 +12,15 @@ setup_storage
 start_apprd M
 cd "$WORK"
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$M_PID/status"; }
-sample() { # runs until killed; writes the peak RSS seen to $1
-  local peak=0 r
-  while true; do
-    r=$(rss_kib); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" >"$1"
-    sleep 0.05
-  done
-}
+source "$ROOT_DIR/bench/rss.sh"
 measure() { # label cmd...
   local label=$1; shift
-  echo 0 >peak; sample peak & local s=$!
+  peak_reset "$M_PID"
   local t0; t0=$(date +%s.%N)
   "$@"
   local t1; t1=$(date +%s.%N)
-  kill $s; wait $s 2>/dev/null || true
   printf '%-28s %8.1f s %8.1f MiB/s  peak RSS %6.1f MiB\n' "$label" "$(echo "$t1 - $t0" | bc)" \
-    "$(echo "$size / ($t1 - $t0)" | bc -l)" "$(echo "$(cat peak) / 1024" | bc -l)"
+    "$(echo "$size / ($t1 - $t0)" | bc -l)" "$(rss_mib "$M_PID" VmHWM)"
 }
 
 push_mono() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/octet-stream' -T blob "$M_URL/v2/bench/mem/blobs/uploads?digest=$digest"; }
@@ -48,7 +40,7 @@ push_chunked() {
 }
 pull() { curl -sf -o /dev/null "$M_URL/v2/bench/mem/blobs/$digest"; }
 
-printf 'apprd %s, storage %s, baseline RSS %.1f MiB\n' "$(git -C "$ROOT_DIR" rev-parse --short HEAD)" "$APPRD_TEST_STORAGE" "$(echo "$(rss_kib) / 1024" | bc -l)"
+printf 'apprd %s, storage %s, baseline RSS %.1f MiB\n' "$(git -C "$ROOT_DIR" rev-parse --short HEAD)" "$APPRD_TEST_STORAGE" "$(rss_mib "$M_PID" VmRSS)"
 for size in $SIZES_MIB; do
   head -c $((size * 1048576)) /dev/urandom >blob
   digest=sha256:$(sha256sum blob | cut -d' ' -f1)
@@ -58,4 +50,3 @@ for size in $SIZES_MIB; do
   curl -sf -o /dev/null -X DELETE "$M_URL/v2/bench/mem/blobs/$digest" || true
   rm -f blob
 done
-printf 'peak RSS over the whole run (VmHWM): %s\n' "$(awk '/^VmHWM/ {print $2, $3}' "/proc/$M_PID/status")"

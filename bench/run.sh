@@ -68,18 +68,7 @@ now_ns() { date +%s%N; }
 record() { printf '{"storage":"%s","system":"%s","row":"%s","value":%s}\n' "$1" "$2" "$3" "$4" >>"$RAW"; }
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
-# Memory of a server and its children (gunicorn forks workers), in MiB.
-tree() { echo "$1" $(pgrep -P "$1" || true); }
-rss_mib() { # PID FIELD (VmRSS or VmHWM)
-  local total=0 p v
-  for p in $(tree "$1"); do
-    v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || true)
-    total=$((total + ${v:-0}))
-  done
-  echo "scale=1; $total / 1024" | bc
-}
-# "5" resets the peak RSS (VmHWM) to the current RSS (proc(5), clear_refs).
-peak_reset() { local p; for p in $(tree "$1"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
+source "$ROOT_DIR/bench/rss.sh"
 
 # ---------------------------------------------------------------------------
 # Storage: Garage (fresh per system, so no system reads another's leftovers)

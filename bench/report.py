@@ -120,23 +120,18 @@ def main():
         return rows
 
     rows = load(args.raw)
-    earlier = set()
-    if args.earlier:
-        before = collections.OrderedDict()
-        for path in args.earlier:
-            for key, data in load(path).items():
-                before[key] = data
-        # Kept in the earlier run's order, so the tables read as before.
-        merged = collections.OrderedDict()
-        for key, data in before.items():
-            if key in rows:
-                merged[key] = rows[key]
-            else:
-                merged[key] = data
-                earlier.add(key)
-        for key, data in rows.items():
-            merged.setdefault(key, data)
-        rows = merged
+    before = collections.OrderedDict()
+    for path in args.earlier:
+        before.update(load(path))
+    earlier = {key for key in before if key not in rows}
+    # In the earlier runs' order, so the tables read as before; this run's rows win.
+    rows = collections.OrderedDict(
+        [(key, rows.get(key, data)) for key, data in before.items()]
+        + [(key, data) for key, data in rows.items() if key not in before])
+
+    def titled(st, row):
+        """A row's name, marked when it comes from an earlier run."""
+        return f"{row} †" if (st, row) in earlier else row
 
     limits = {row: statistics.median(v["limit"]) for (s, row), v in rows.items() if s == "machine"}
     header = [
@@ -180,8 +175,7 @@ def main():
                     for p, v in rows.get((where, row.replace("(ms)", "(pages)")), {}).items():
                         pages[p] = statistics.median(v)
                 pages = pages or None
-            mark = " †" if (st, row) in earlier else ""
-            out.append(f"| {row}{mark} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {goal(row, data, pages)} |")
+            out.append(f"| {titled(st, row)} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {goal(row, data, pages)} |")
         out += ["", "## The machine's limits, and apprd against them", "",
                 "| limit | median | apprd row | apprd | apprd / limit |", "|---|---:|---|---:|---:|"]
         sha = limits.get("SHA-256, one core (MiB/s)")
@@ -222,8 +216,7 @@ def main():
         out += ["", "| machine row | median (min–max) |", "|---|---:|"]
         for (st, row), data in rows.items():
             if st == "machine":
-                mark = " †" if (st, row) in earlier else ""
-                out.append(f"| {row}{mark} | {cell(data['limit'])} |")
+                out.append(f"| {titled(st, row)} | {cell(data['limit'])} |")
         path = os.path.join(args.out, f"{storage}.md")
         with open(path, "w") as f:
             f.write("\n".join(out) + "\n")

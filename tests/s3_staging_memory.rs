@@ -1,6 +1,6 @@
 //! How much memory an S3 staged append holds, counted by this test binary's
-//! allocator against a real S3-compatible server (see `s3_contract.rs` for
-//! the environment). Its own binary, so that no other test allocates meanwhile.
+//! allocator against a real S3-compatible server (the environment is
+//! `s3_env`'s). Its own binary, so that no other test allocates meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

@@ -5,6 +5,10 @@
 # Storage for start_apprd follows APPRD_TEST_STORAGE (filesystem|s3); APPRD_TEST_ROOT
 # pins the filesystem root (to restart over the same store).
 set -euo pipefail
+# With pipefail, `cmd | grep -q` fails at random: grep exits at its first
+# match and cmd, still writing, dies of SIGPIPE. Capture cmd's output first
+# and grep that (`out=$(cmd); grep -q x <<<"$out"`), as scripts/tools.sh's
+# has_output does for the tool checks.
 
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export APPRD_CACHE=${APPRD_CACHE:-$HOME/.cache/apprd}

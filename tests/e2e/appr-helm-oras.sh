@@ -30,8 +30,10 @@ APPR_TGZ=viaappr/appns_apprchart_1.4.0.tar.gz
 [ -s "$APPR_TGZ" ] || fail "appr pull wrote nothing"
 helm pull "oci://$H/appns/apprchart" --version 1.4.0 --plain-http -d viahelm
 cmp "$APPR_TGZ" viahelm/apprchart-1.4.0.tgz || fail "helm pull bytes differ from appr pull bytes"
-helm show chart "oci://$H/appns/apprchart" --version 1.4.0 --plain-http | grep -q '^name: apprchart' || fail "helm show chart"
-helm template r "oci://$H/appns/apprchart" --version 1.4.0 --plain-http | grep -q 'kind: Deployment' || fail "helm template"
+chart=$(helm show chart "oci://$H/appns/apprchart" --version 1.4.0 --plain-http)
+grep -q '^name: apprchart' <<<"$chart" || fail "helm show chart"
+rendered=$(helm template r "oci://$H/appns/apprchart" --version 1.4.0 --plain-http)
+grep -q 'kind: Deployment' <<<"$rendered" || fail "helm template"
 # The index for clients that take one, the helm manifest for those that do not.
 manifest appns/apprchart/manifests/1.4.0 application/vnd.oci.image.index.v1+json >index.json
 manifest appns/apprchart/manifests/1.4.0 application/vnd.oci.image.manifest.v1+json >helm-manifest.json

@@ -27,7 +27,8 @@ check_tree() { # digest
   done
 }
 check_tree "$d"
-crane catalog --insecure "$H" | grep -qx "e2e/crane-dst" || fail "catalog misses e2e/crane-dst"
+catalog=$(crane catalog --insecure "$H")
+grep -qx "e2e/crane-dst" <<<"$catalog" || fail "catalog misses e2e/crane-dst: $catalog"
 crane delete --insecure "$H/e2e/crane-dst@$d"
 if crane manifest --insecure "$H/e2e/crane-dst:v1" >/dev/null 2>&1; then fail "manifest still there after delete"; fi
 [ -z "$(crane ls --insecure "$H/e2e/crane-dst")" ] || fail "tags survive the manifest delete"

@@ -22,5 +22,6 @@ python3 -c '
 import json; m=json.load(open("m.json"))
 assert m["config"]["mediaType"]=="application/vnd.cncf.helm.config.v1+json", m
 assert m["layers"][0]["mediaType"]=="application/vnd.cncf.helm.chart.content.v1.tar+gzip", m'
-helm template r "oci://$A_HOSTPORT/e2e/charts/e2echart" --version 1.2.3 --plain-http | grep -q 'kind: Deployment' || fail "helm template of the pulled chart"
+rendered=$(helm template r "oci://$A_HOSTPORT/e2e/charts/e2echart" --version 1.2.3 --plain-http)
+grep -q 'kind: Deployment' <<<"$rendered" || fail "helm template of the pulled chart"
 log "helm round trip ok ($APPRD_TEST_STORAGE)"

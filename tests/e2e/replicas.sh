@@ -103,7 +103,7 @@ for url in "$A_URL" "$B_URL"; do
   [ -z "$winner" ] || [ "$winner" = "$d" ] || fail "replicas disagree on the tag: $winner vs $d"
   winner=$d
 done
-printf '%s\n' "${digests[@]}" | grep -qx "$winner" || fail "the tag points at a manifest nobody pushed"
+grep -qx "$winner" < <(printf '%s\n' "${digests[@]}") || fail "the tag points at a manifest nobody pushed"
 for blob in $(grep -o 'sha256:[0-9a-f]\{64\}' latest); do
   for url in "$A_URL" "$B_URL"; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -I "$url/v2/$repo/blobs/$blob")

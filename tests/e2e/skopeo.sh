@@ -16,8 +16,8 @@ got=$(skopeo inspect --tls-verify=false --raw "docker://$A_HOSTPORT/e2e/skopeo:s
 [ "sha256:$got" = "$single" ] || fail "single manifest digest sha256:$got != $single"
 got=$(skopeo inspect --tls-verify=false --raw "docker://$A_HOSTPORT/e2e/skopeo:multi" | sha256sum | cut -d' ' -f1)
 [ "sha256:$got" = "$multi" ] || fail "index digest sha256:$got != $multi"
-skopeo inspect --tls-verify=false "docker://$A_HOSTPORT/e2e/skopeo:single" | grep -q '"Architecture": "amd64"' \
-  || fail "skopeo inspect does not see the image config"
+inspect=$(skopeo inspect --tls-verify=false "docker://$A_HOSTPORT/e2e/skopeo:single")
+grep -q '"Architecture": "amd64"' <<<"$inspect" || fail "skopeo inspect does not see the image config"
 
 skopeo copy "${tls[@]}" --preserve-digests --all "docker://$A_HOSTPORT/e2e/skopeo:multi" "oci:$back:multi"
 skopeo copy "${tls[@]}" --preserve-digests "docker://$A_HOSTPORT/e2e/skopeo:single" "oci:$back:single"
@@ -25,5 +25,5 @@ for f in "$layout"/blobs/sha256/*; do
   cmp -s "$f" "$back/blobs/sha256/$(basename "$f")" || fail "blob $(basename "$f") differs after the round trip"
 done
 tags=$(skopeo list-tags --tls-verify=false "docker://$A_HOSTPORT/e2e/skopeo")
-echo "$tags" | grep -q '"multi"' && echo "$tags" | grep -q '"single"' || fail "list-tags: $tags"
+grep -q '"multi"' <<<"$tags" && grep -q '"single"' <<<"$tags" || fail "list-tags: $tags"
 log "skopeo round trip ok ($APPRD_TEST_STORAGE)"

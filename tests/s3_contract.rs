@@ -3,6 +3,7 @@
 //! with `APPRD_REQUIRE_S3=1` a missing endpoint fails instead of skipping.
 //! Credentials and region default to moto's "anything goes".
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,6 +172,142 @@ async fn a_body_shorter_than_declared_stages_what_came() {
     assert_eq!(got, all.len() as u64);
     b.stage_commit("short", "short-done").await.unwrap();
     assert!(b.read("short-done").await.unwrap().0[..] == all[..]);
+}
+
+/// A declared append streams its parts; one whose body fails half way (the
+/// client went away in the second part) leaves the staging where it was,
+/// and the whole append sent again stages exactly its bytes.
+#[tokio::test]
+async fn a_body_failing_in_a_streamed_part_leaves_nothing() {
+    let Some((b, _)) = backend(5 * MIB).await else {
+        return;
+    };
+    let mib = MIB as usize;
+    let all: Vec<u8> = (0..12 * mib).map(|i| (i % 251) as u8).collect();
+    let bad = contract::failing(&all[..7 * mib]);
+    assert!(matches!(
+        b.stage_append("cut", 0, bad, Some(12 * MIB)).await,
+        Err(StoreError::Body(_))
+    ));
+    let got = b
+        .stage_append("cut", 0, contract::chunked(&all, 100_000), Some(12 * MIB))
+        .await
+        .unwrap();
+    assert_eq!(got, 12 * MIB);
+    b.stage_commit("cut", "cut-done").await.unwrap();
+    assert!(b.read("cut-done").await.unwrap().0[..] == all[..]);
+}
+
+/// A streamed part whose connection to the store breaks half way is sent
+/// again from the bytes kept for it, and the append succeeds. The cut is
+/// real: a TCP forwarder in front of the store drops the first connection
+/// that carries an unsigned (streamed) payload, 1 MiB into it.
+#[tokio::test]
+async fn a_streamed_part_cut_on_the_wire_is_sent_again() {
+    let Some((_, bucket)) = backend(5 * MIB).await else {
+        return;
+    };
+    let store = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let target = store.trim_start_matches("http://").to_string();
+    let forwarder = cutting_forwarder(target).await;
+    let conf = {
+        let (c, _) = client(true).await;
+        c.config()
+            .to_builder()
+            .endpoint_url(format!("http://{}", forwarder.addr))
+            .build()
+    };
+    let b = S3Backend::new(aws_sdk_s3::Client::from_conf(conf), &bucket, "", 5 * MIB);
+    let mib = MIB as usize;
+    let all: Vec<u8> = (0..17 * mib).map(|i| (i % 247) as u8).collect();
+    let got = b
+        .stage_append("wire", 0, contract::chunked(&all, 100_000), Some(17 * MIB))
+        .await
+        .unwrap();
+    assert_eq!(got, 17 * MIB);
+    b.stage_commit("wire", "wire-done").await.unwrap();
+    assert!(b.read("wire-done").await.unwrap().0[..] == all[..]);
+    // The first part was streamed and cut; the append went on buffered
+    // (signed payloads) from there.
+    assert_eq!(forwarder.cuts.load(Ordering::SeqCst), 1);
+    assert_eq!(forwarder.unsigned.load(Ordering::SeqCst), 1);
+    // Uncut, all three parts (5, 5 and 7 MiB) stream.
+    b.stage_append("wire2", 0, contract::chunked(&all, 100_000), Some(17 * MIB))
+        .await
+        .unwrap();
+    b.stage_commit("wire2", "wire2-done").await.unwrap();
+    assert!(b.read("wire2-done").await.unwrap().0[..] == all[..]);
+    assert_eq!(forwarder.unsigned.load(Ordering::SeqCst), 4);
+}
+
+struct Forwarder {
+    addr: std::net::SocketAddr,
+    /// Requests seen with `UNSIGNED-PAYLOAD`.
+    unsigned: Arc<AtomicUsize>,
+    cuts: Arc<AtomicUsize>,
+}
+
+/// Forward 127.0.0.1:<port> to `target`, cutting the first connection that
+/// sends an unsigned payload once 1 MiB more has gone through.
+async fn cutting_forwarder(target: String) -> Forwarder {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let unsigned = Arc::new(AtomicUsize::new(0));
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let (u, c) = (unsigned.clone(), cuts.clone());
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            let mut up = tokio::net::TcpStream::connect(&target).await.unwrap();
+            let (u, c) = (u.clone(), c.clone());
+            tokio::spawn(async move {
+                let (mut dr, mut dw) = down.split();
+                let (mut ur, mut uw) = up.split();
+                let requests = async {
+                    let (mut buf, mut window) = (vec![0u8; 64 * 1024], Vec::new());
+                    let mut cut_after: Option<usize> = None;
+                    loop {
+                        let n = dr.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        window.extend_from_slice(&buf[..n]);
+                        let found = window
+                            .windows(16)
+                            .filter(|w| w == b"UNSIGNED-PAYLOAD")
+                            .count();
+                        if found > 0 {
+                            u.fetch_add(found, Ordering::SeqCst);
+                            if cut_after.is_none() && c.load(Ordering::SeqCst) == 0 {
+                                cut_after = Some(MIB as usize);
+                            }
+                        }
+                        window.drain(..window.len().saturating_sub(15));
+                        if let Some(left) = cut_after {
+                            if n >= left {
+                                c.fetch_add(1, Ordering::SeqCst);
+                                return; // both sockets drop here
+                            }
+                            cut_after = Some(left - n);
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let answers = tokio::io::copy(&mut ur, &mut dw);
+                tokio::select! {
+                    _ = requests => {}
+                    _ = answers => {}
+                }
+            });
+        }
+    });
+    Forwarder {
+        addr,
+        unsigned,
+        cuts,
+    }
 }
 
 #[tokio::test]

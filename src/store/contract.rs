@@ -241,6 +241,16 @@ pub fn chunked(data: &[u8], chunk: usize) -> ByteStream {
     Box::pin(stream::iter(items))
 }
 
+/// `data` in 64 KiB chunks, then an error: a client that went away.
+pub fn failing(data: &[u8]) -> ByteStream {
+    let mut items: Vec<std::io::Result<Bytes>> = data
+        .chunks(64 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    items.push(Err(std::io::Error::other("client went away")));
+    Box::pin(stream::iter(items))
+}
+
 /// Staged appends across several multipart parts (parts are 5..8 MiB on S3),
 /// with a failed append in the middle of a part.
 async fn multipart_sized(b: &dyn Backend, k: &dyn Fn(&str) -> String) {
@@ -252,14 +262,9 @@ async fn multipart_sized(b: &dyn Backend, k: &dyn Fn(&str) -> String) {
     for (i, end) in cuts.into_iter().enumerate() {
         if i == 1 {
             // Fails after 4 MiB: nothing of it may remain.
-            let mut items: Vec<std::io::Result<Bytes>> = all[at..at + 4 * MIB]
-                .chunks(64 * 1024)
-                .map(|c| Ok(Bytes::copy_from_slice(c)))
-                .collect();
-            items.push(Err(std::io::Error::other("client went away")));
-            let bad: ByteStream = Box::pin(stream::iter(items));
             assert!(matches!(
-                b.stage_append(&s, at as u64, bad, None).await,
+                b.stage_append(&s, at as u64, failing(&all[at..at + 4 * MIB]), None)
+                    .await,
                 Err(StoreError::Body(_))
             ));
         }

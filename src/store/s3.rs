@@ -13,8 +13,10 @@
 //!   request to its response head: a refusing store becomes
 //!   [`StoreError::Unavailable`] within a second, a silent one within about a
 //!   minute, never a hang. Server-side copies and multipart completions of
-//!   large objects get 5 minutes. Every retried body is in memory (`Bytes`),
-//!   so retries can resend it.
+//!   large objects get 5 minutes, and so do parts streamed while the client
+//!   sends them. Every retried body is in memory (`Bytes`), so retries can
+//!   resend it; a streamed part is not retried by the SDK, the staging sends
+//!   it again from memory ([`staging`]).
 
 mod staging;
 
@@ -82,6 +84,15 @@ pub async fn client(path_style: bool) -> (Client, String) {
         .unwrap_or("the AWS default endpoint")
         .to_string();
     (Client::from_conf(conf), endpoint)
+}
+
+/// A part's body: in memory (signed, and retried by the SDK), or streamed
+/// while it arrives (`len` bytes; unsigned, as the SDK signs only bodies it
+/// holds; not retried, the caller keeps the bytes instead; with the long
+/// timeout, as it lasts as long as its sender takes).
+enum Part {
+    Held(Bytes),
+    Streamed(SdkBody, u64),
 }
 
 fn timeouts(read: Duration) -> TimeoutConfig {
@@ -202,7 +213,14 @@ impl S3Backend {
             .ok_or_else(|| protocol("CreateMultipartUpload without an upload id"))
     }
 
-    async fn upload_part(&self, key: &str, id: &str, n: i32, data: Bytes) -> StoreResult<String> {
+    async fn upload_part(&self, key: &str, id: &str, n: i32, part: Part) -> StoreResult<String> {
+        let (body, len, timeout) = match part {
+            Part::Held(data) => {
+                let len = data.len() as u64;
+                (SdkBody::from(data), len, READ_TIMEOUT)
+            }
+            Part::Streamed(body, len) => (body, len, SLOW_READ_TIMEOUT),
+        };
         let out = self
             .client
             .upload_part()
@@ -210,7 +228,10 @@ impl S3Backend {
             .key(self.key(key))
             .upload_id(id)
             .part_number(n)
-            .body(SdkBody::from(data))
+            .content_length(len as i64)
+            .body(body)
+            .customize()
+            .config_override(aws_sdk_s3::config::Builder::new().timeout_config(timeouts(timeout)))
             .send()
             .await
             .map_err(|e| store_err("UploadPart", key, e))?;

@@ -11,9 +11,18 @@
 //! When the body's length is declared (`Content-Length`), the parts are
 //! planned ahead: each is `part_size` (fixed when the staging starts, so
 //! replicas with other settings agree) if 5 MiB or more would follow it, else
-//! the whole rest (up to `part_size` + 5 MiB), and one buffer sized to the
-//! part fills and is sent in turn. When the length is unknown, a buffer that
-//! reaches `part_size` is held until 5 MiB more have come, and then sent; if
+//! the whole rest (up to `part_size` + 5 MiB). With no tail to go first, each
+//! planned part streams into UploadPart as its bytes arrive, so receiving
+//! and sending overlap (a PATCH of one part took receive + payload hash +
+//! send before: 0.7x the store's PUT speed, now about 0.9x). Its payload is
+//! unsigned, since the SDK can only sign what it holds; over plain HTTP
+//! that gives up little, as a GET's body is never signed either. Its chunks
+//! are kept until S3 answers: if the part fails, or the body ends early, they
+//! go back in front of the body and the rest of the append takes the
+//! buffered path, whose parts are signed and retried by the SDK: one buffer
+//! sized to the part fills and is sent in turn. When the length is unknown,
+//! a buffer that reaches `part_size` is held until 5 MiB more have come, and
+//! then sent; if
 //! the body ends first, the rest joins it as one last part. Either way the
 //! rest at the end becomes one last part too if it is a whole part or this
 //! body brought 5 MiB or more; only a rest under that becomes a new tail
@@ -25,7 +34,8 @@
 //! leaves the record, and the staged object, at `offset`: parts it uploaded are
 //! re-uploaded under the same numbers by the next append, or dropped by
 //! CompleteMultipartUpload, which keeps only listed parts.
-//! Memory per upload: one part buffer with a declared length, two without.
+//! Memory per upload: one part (buffered, or kept while it streams) with a
+//! declared length, two without.
 //! Cost: a chunk under 5 MiB re-reads and rewrites the tail (under one part)
 //! once per chunk.
 //!
@@ -44,11 +54,17 @@
 //! the sealed object and the record. Multipart uploads that outlive the upload
 //! TTL without a live record are aborted by [`S3Backend::purge_multipart`].
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
-use super::S3Backend;
+use super::{Part, S3Backend};
 use crate::store::{layout, Backend, ByteRange, ByteStream, Condition, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -105,6 +121,50 @@ fn reuse(sent: Bytes, cap: usize) -> BytesMut {
     BytesMut::with_capacity(cap)
 }
 
+/// Chunks in flight between an append's body and a streamed part.
+const STREAM_DEPTH: usize = 8;
+
+/// An append's body, with chunks put back at its front: a streamed part
+/// that falls back hands back what it took, for the buffered path.
+struct Unread {
+    /// A stack: the next chunk is the last.
+    front: Vec<Bytes>,
+    body: ByteStream,
+}
+
+impl Unread {
+    async fn next(&mut self) -> Option<io::Result<Bytes>> {
+        match self.front.pop() {
+            Some(chunk) => Some(Ok(chunk)),
+            None => self.body.next().await,
+        }
+    }
+
+    /// Put `chunks` back, to come next in their order.
+    fn unread(&mut self, chunks: Vec<Bytes>) {
+        self.front.extend(chunks.into_iter().rev());
+    }
+}
+
+/// The request body of a streamed part: what the append's body brings.
+struct ChannelBody {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|c| c.map(|r| r.map(http_body::Frame::data)))
+    }
+}
+
 fn inconsistent(staged: &str, why: &str) -> StoreError {
     StoreError::Io(std::io::Error::other(format!(
         "staged upload {staged}: {why}"
@@ -158,7 +218,10 @@ impl S3Backend {
         body: ByteStream,
         len: Option<u64>,
     ) -> StoreResult<u64> {
-        let mut body = crate::store::declared(body, len);
+        let mut body = Unread {
+            front: Vec::new(),
+            body: crate::store::declared(body, len),
+        };
         let (mut rec, mut etag) = self.load(staged).await?;
         if rec.sealed {
             return Err(inconsistent(staged, "sealed by a read; no more appends"));
@@ -175,10 +238,28 @@ impl S3Backend {
         // Room for a part and the bytes a last part may gain (see the module doc).
         let cap = part_size + MIN_PART;
         let keep = (offset - rec.parts_bytes()) as usize;
-        // With the body's length known, each buffer is sized to the part it
-        // will become and sent when full: one buffer at a time. Unknown, a
-        // full part is held (below) and two buffers take turns.
+        let mut size = offset;
         let mut left = len;
+        // With the body's length known and no tail to go first, each planned
+        // part streams to S3 as it arrives.
+        if keep == 0 {
+            while let Some(l) = left {
+                let part = plan_part(part_size, l);
+                if part < MIN_PART
+                    || !self
+                        .stream_part(staged, &mut rec, &mut etag, &mut body, part)
+                        .await?
+                {
+                    break;
+                }
+                size += part as u64;
+                left = Some(l - part as u64);
+            }
+        }
+        // Otherwise (or after a streamed part fell back), with the length
+        // known, each buffer is sized to the part it will become and sent
+        // when full: one buffer at a time. Unknown, a full part is held
+        // (below) and two buffers take turns.
         let mut target = left.map(|l| plan_part(part_size, keep as u64 + l));
         let mut buf = BytesMut::with_capacity(target.unwrap_or(cap));
         if keep > 0 {
@@ -202,7 +283,6 @@ impl S3Backend {
         }
         // Parts go into `rec` as they are sent; the bucket's record changes
         // only at the end (or, with no part in it yet, when the upload starts).
-        let mut size = offset;
         // A whole part waits in `held` until 5 MiB more have come (then it is
         // sent) or the body ends (then the rest joins it). Two buffers take
         // turns, so no byte is copied twice and none is ever grown.
@@ -290,6 +370,89 @@ impl S3Backend {
         }
     }
 
+    /// The multipart upload's id, starting it for the first part.
+    async fn upload_id(
+        &self,
+        staged: &str,
+        rec: &mut Record,
+        etag: &mut Option<String>,
+    ) -> StoreResult<String> {
+        if let Some(id) = &rec.upload_id {
+            return Ok(id.clone());
+        }
+        // Recorded at once so that no multipart upload is ever orphaned.
+        let id = self.create_multipart(staged).await?;
+        rec.upload_id = Some(id.clone());
+        *etag = Some(self.save(staged, rec, etag.take()).await?);
+        Ok(id)
+    }
+
+    /// Send the next `len` bytes of `body` as the next part while they
+    /// arrive. They are kept until S3 answers: if the part fails, or the body
+    /// ends first, they go back into `body` and `false` tells the caller to
+    /// buffer the part (sent with the SDK's retries). A body error fails.
+    async fn stream_part(
+        &self,
+        staged: &str,
+        rec: &mut Record,
+        etag: &mut Option<String>,
+        body: &mut Unread,
+        len: usize,
+    ) -> StoreResult<bool> {
+        let id = self.upload_id(staged, rec, etag).await?;
+        let n = rec.parts.len() as i32 + 1;
+        let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+        let feed = async {
+            let (mut taken, mut sent) = (Vec::new(), 0);
+            let mut failed = None;
+            while sent < len {
+                let mut chunk = match body.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => {
+                        failed = Some(e);
+                        break;
+                    }
+                    None => break,
+                };
+                if chunk.len() > len - sent {
+                    body.unread(vec![chunk.split_off(len - sent)]);
+                }
+                sent += chunk.len();
+                taken.push(chunk.clone());
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break; // the request failed and dropped its body
+                }
+            }
+            if sent < len {
+                // Cut the request: S3 must not see a short part as complete.
+                let _ = tx.send(Err(io::Error::other("part cut short"))).await;
+            }
+            drop(tx);
+            (taken, sent, failed)
+        };
+        let request = SdkBody::from_body_1_x(ChannelBody { rx });
+        let upload = self.upload_part(staged, &id, n, Part::Streamed(request, len as u64));
+        let ((taken, sent, failed), result) = futures_util::future::join(feed, upload).await;
+        if let Some(e) = failed {
+            return Err(StoreError::Body(e));
+        }
+        match result {
+            Ok(part) if sent == len => {
+                rec.parts.push(part);
+                rec.sizes.push(len as u64);
+                Ok(true)
+            }
+            outcome => {
+                // A body that ended early is the sender's doing, not the store's.
+                if let (Err(e), true) = (outcome, sent == len) {
+                    tracing::warn!(staged, part = n, error = %e, "streamed part failed; buffering it");
+                }
+                body.unread(taken);
+                Ok(false)
+            }
+        }
+    }
+
     /// Upload the next part, starting the multipart upload on the first one.
     async fn send_part(
         &self,
@@ -298,20 +461,11 @@ impl S3Backend {
         etag: &mut Option<String>,
         data: Bytes,
     ) -> StoreResult<()> {
-        let id = match &rec.upload_id {
-            Some(id) => id.clone(),
-            None => {
-                // Recorded at once so that no multipart upload is ever orphaned.
-                let id = self.create_multipart(staged).await?;
-                rec.upload_id = Some(id.clone());
-                *etag = Some(self.save(staged, rec, etag.take()).await?);
-                id
-            }
-        };
+        let id = self.upload_id(staged, rec, etag).await?;
         let n = rec.parts.len() as i32 + 1;
         let len = data.len() as u64;
         rec.parts
-            .push(self.upload_part(staged, &id, n, data).await?);
+            .push(self.upload_part(staged, &id, n, Part::Held(data)).await?);
         rec.sizes.push(len);
         Ok(())
     }

@@ -375,6 +375,14 @@ where
     };
     match &e {
         SdkError::TimeoutError(_) => return unavailable("timed out"),
+        // Not sent because of apprd's side, e.g. a streamed part whose
+        // client stopped: no sign of the store's health.
+        SdkError::DispatchFailure(f) if f.is_user() => {
+            return StoreError::Io(io::Error::other(format!(
+                "s3 {op} {key}: request not sent: {}",
+                DisplayErrorContext(&e)
+            )))
+        }
         SdkError::DispatchFailure(_) => return unavailable("store unreachable"),
         _ => {}
     }

@@ -13,20 +13,20 @@
 //! replicas with other settings agree) if 5 MiB or more would follow it, else
 //! the whole rest (up to `part_size` + 5 MiB). With no tail to go first, each
 //! planned part streams into UploadPart as its bytes arrive, so receiving
-//! and sending overlap (a PATCH of one part took receive + payload hash +
-//! send before: 0.7x the store's PUT speed, now about 0.9x). Its payload is
-//! unsigned, since the SDK can only sign what it holds; over plain HTTP
+//! and sending overlap (received whole, hashed again for the payload
+//! signature and only then sent, pushes reached 0.64-0.80 of the store's
+//! in-place limit; streamed, 0.77-0.99: `bench/results/s3.md`). Its payload
+//! is unsigned, since the SDK can only sign what it holds; over plain HTTP
 //! that gives up little, as a GET's body is never signed either. Its chunks
 //! are kept until S3 answers: if the part fails, or the body ends early, they
 //! go back in front of the body and the rest of the append takes the
 //! buffered path, whose parts are signed and retried by the SDK: one buffer
 //! sized to the part fills and is sent in turn. When the length is unknown,
 //! a buffer that reaches `part_size` is held until 5 MiB more have come, and
-//! then sent; if
-//! the body ends first, the rest joins it as one last part. Either way the
-//! rest at the end becomes one last part too if it is a whole part or this
-//! body brought 5 MiB or more; only a rest under that becomes a new tail
-//! (fresh key). So a chunked upload of 5 MiB chunks or more writes one part
+//! then sent; if the body ends first, the rest joins it as one last part.
+//! Either way the rest at the end becomes one last part too if it is a whole
+//! part or this body brought 5 MiB or more; only a rest under that becomes a
+//! new tail (fresh key). So a chunked upload of 5 MiB chunks or more writes one part
 //! per chunk and never reads a tail back, and small chunks still gather into
 //! `part_size` parts.
 //! Only then is the record rewritten (conditionally on its etag, so two

@@ -207,17 +207,9 @@ async fn a_streamed_part_cut_on_the_wire_is_sent_again() {
     let Some((_, bucket)) = backend(5 * MIB).await else {
         return;
     };
-    let store = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let target = store.trim_start_matches("http://").to_string();
-    let forwarder = cutting_forwarder(target).await;
-    let conf = {
-        let (c, _) = client(true).await;
-        c.config()
-            .to_builder()
-            .endpoint_url(format!("http://{}", forwarder.addr))
-            .build()
-    };
-    let b = S3Backend::new(aws_sdk_s3::Client::from_conf(conf), &bucket, "", 5 * MIB);
+    let store = endpoint().unwrap();
+    let forwarder = cutting_forwarder(store.trim_start_matches("http://").to_string()).await;
+    let b = backend_at(&format!("http://{}", forwarder.addr), &bucket).await;
     let mib = MIB as usize;
     let all: Vec<u8> = (0..17 * mib).map(|i| (i % 247) as u8).collect();
     let got = b
@@ -336,19 +328,19 @@ async fn abandoned_multipart_uploads_are_purged() {
     assert_eq!(b.purge_stale(0).await.unwrap(), 0);
 }
 
+/// A backend on `bucket` whose requests go to `url` instead of the test server.
+async fn backend_at(url: &str, bucket: &str) -> S3Backend {
+    let (c, _) = client(true).await;
+    let conf = c.config().to_builder().endpoint_url(url).build();
+    S3Backend::new(aws_sdk_s3::Client::from_conf(conf), bucket, "", 5 * MIB)
+}
+
 #[tokio::test]
 async fn an_unreachable_store_is_unavailable_quickly() {
     let Some((_, bucket)) = backend(5 * MIB).await else {
         return;
     };
-    let conf = {
-        let (c, _) = client(true).await;
-        c.config()
-            .to_builder()
-            .endpoint_url("http://127.0.0.1:9")
-            .build()
-    };
-    let dead = S3Backend::new(aws_sdk_s3::Client::from_conf(conf), &bucket, "", 5 * MIB);
+    let dead = backend_at("http://127.0.0.1:9", &bucket).await;
     let t0 = Instant::now();
     assert!(matches!(
         dead.stat("x").await,

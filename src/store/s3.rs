@@ -102,7 +102,8 @@ fn timeouts(read: Duration) -> TimeoutConfig {
         .build()
 }
 
-/// Per-operation settings for requests that copy or assemble whole objects.
+/// Per-operation settings for requests that copy or assemble whole objects,
+/// and for parts that last as long as their sender takes.
 fn slow() -> aws_sdk_s3::config::Builder {
     aws_sdk_s3::config::Builder::new().timeout_config(timeouts(SLOW_READ_TIMEOUT))
 }
@@ -214,14 +215,14 @@ impl S3Backend {
     }
 
     async fn upload_part(&self, key: &str, id: &str, n: i32, part: Part) -> StoreResult<String> {
-        let (body, len, timeout) = match part {
+        let (body, len, settings) = match part {
             Part::Held(data) => {
                 let len = data.len() as u64;
-                (SdkBody::from(data), len, READ_TIMEOUT)
+                (SdkBody::from(data), len, None)
             }
-            Part::Streamed(body, len) => (body, len, SLOW_READ_TIMEOUT),
+            Part::Streamed(body, len) => (body, len, Some(slow())),
         };
-        let out = self
+        let mut op = self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -230,8 +231,11 @@ impl S3Backend {
             .part_number(n)
             .content_length(len as i64)
             .body(body)
-            .customize()
-            .config_override(aws_sdk_s3::config::Builder::new().timeout_config(timeouts(timeout)))
+            .customize();
+        if let Some(settings) = settings {
+            op = op.config_override(settings);
+        }
+        let out = op
             .send()
             .await
             .map_err(|e| store_err("UploadPart", key, e))?;

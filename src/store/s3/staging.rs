@@ -55,8 +55,6 @@
 //! TTL without a live record are aborted by [`S3Backend::purge_multipart`].
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use bytes::{Bytes, BytesMut};
@@ -141,27 +139,12 @@ impl Unread {
     }
 
     /// Put `chunks` back, to come next in their order.
-    fn unread(&mut self, chunks: Vec<Bytes>) {
+    fn unread<I>(&mut self, chunks: I)
+    where
+        I: IntoIterator<Item = Bytes>,
+        I::IntoIter: DoubleEndedIterator,
+    {
         self.front.extend(chunks.into_iter().rev());
-    }
-}
-
-/// The request body of a streamed part: what the append's body brings.
-struct ChannelBody {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|c| c.map(|r| r.map(http_body::Frame::data)))
     }
 }
 
@@ -401,7 +384,7 @@ impl S3Backend {
     ) -> StoreResult<bool> {
         let id = self.upload_id(staged, rec, etag).await?;
         let n = rec.parts.len() as i32 + 1;
-        let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+        let (tx, mut rx) = mpsc::channel(STREAM_DEPTH);
         let feed = async {
             let (mut taken, mut sent) = (Vec::new(), 0);
             let mut failed = None;
@@ -415,7 +398,7 @@ impl S3Backend {
                     None => break,
                 };
                 if chunk.len() > len - sent {
-                    body.unread(vec![chunk.split_off(len - sent)]);
+                    body.unread([chunk.split_off(len - sent)]);
                 }
                 sent += chunk.len();
                 taken.push(chunk.clone());
@@ -430,7 +413,13 @@ impl S3Backend {
             drop(tx);
             (taken, sent, failed)
         };
-        let request = SdkBody::from_body_1_x(ChannelBody { rx });
+        // The request's body: what the feed sends.
+        let request = SdkBody::from_body_1_x(http_body_util::StreamBody::new(
+            futures_util::stream::poll_fn(move |cx| {
+                rx.poll_recv(cx)
+                    .map(|c| c.map(|r| r.map(http_body::Frame::data)))
+            }),
+        ));
         let upload = self.upload_part(staged, &id, n, Part::Streamed(request, len as u64));
         let ((taken, sent, failed), result) = futures_util::future::join(feed, upload).await;
         if let Some(e) = failed {
@@ -440,17 +429,16 @@ impl S3Backend {
             Ok(part) if sent == len => {
                 rec.parts.push(part);
                 rec.sizes.push(len as u64);
-                Ok(true)
+                return Ok(true);
             }
-            outcome => {
-                // A body that ended early is the sender's doing, not the store's.
-                if let (Err(e), true) = (outcome, sent == len) {
-                    tracing::warn!(staged, part = n, error = %e, "streamed part failed; buffering it");
-                }
-                body.unread(taken);
-                Ok(false)
+            // A body that ended early is the sender's doing, not the store's.
+            Err(e) if sent == len => {
+                tracing::warn!(staged, part = n, error = %e, "streamed part failed; buffering it");
             }
+            _ => {}
         }
+        body.unread(taken);
+        Ok(false)
     }
 
     /// Upload the next part, starting the multipart upload on the first one.

@@ -1,6 +1,7 @@
 # Shared shell helpers for the end-to-end tests and benchmarks. Source it.
 #   start_apprd NAME [extra serve flags...]   -> sets NAME_URL (http://127.0.0.1:PORT), NAME_PID, NAME_HOSTPORT
 #   start_moto                                 -> sets S3 env (AWS_*), MOTO_PID, MOTO_URL
+#   start_s3s_fs                               -> S3S_FS_URL/_KEY/_SECRET (checks signatures)
 #   new_bucket NAME                            -> creates a bucket on the S3 server
 # Storage for start_apprd follows APPRD_TEST_STORAGE (filesystem|s3); APPRD_TEST_ROOT
 # pins the filesystem root (to restart over the same store).
@@ -75,6 +76,18 @@ start_moto() {
   export MOTO_PID MOTO_URL="http://127.0.0.1:$port"
   export AWS_ENDPOINT_URL="$MOTO_URL" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   wait_http "$MOTO_URL" 30
+}
+
+# s3s-fs: an S3 server that checks SigV4 signatures (moto checks none).
+start_s3s_fs() {
+  local port; port=$(free_port)
+  mkdir -p "$WORK/s3s-fs"
+  export S3S_FS_KEY=apprd-test S3S_FS_SECRET=apprd-test-secret
+  s3s-fs --host 127.0.0.1 --port "$port" --access-key "$S3S_FS_KEY" --secret-key "$S3S_FS_SECRET" \
+    "$WORK/s3s-fs" >"$WORK/s3s-fs.log" 2>&1 &
+  _pids+=("$!")
+  export S3S_FS_URL="http://127.0.0.1:$port"
+  wait_http "$S3S_FS_URL" 30
 }
 
 new_bucket() { # NAME

@@ -2,7 +2,7 @@
 # The whole test suite: installs the tools it needs (cached in ~/.cache/apprd),
 # builds apprd, then runs unit and integration tests, both OCI conformance
 # suites, the real-client round trips and the APPR tests, on the filesystem
-# backend and on S3 (moto, started here).
+# backend and on S3 (moto, started here; s3s-fs for signature checks).
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh e2e/oras        only tests/e2e/oras.sh (both backends)
@@ -25,12 +25,15 @@ if [ -z "$only" ]; then
   echo "== format and lints"
   cargo fmt --all -- --check
   cargo clippy --release --locked --workspace --all-targets -- -D warnings
-  echo "== unit and integration tests (S3 ones on a moto started here)"
+  echo "== unit and integration tests (S3 ones on a moto and an s3s-fs started here)"
   (
     # shellcheck disable=SC1091
     source scripts/lib.sh
     start_moto
-    APPRD_TEST_S3_ENDPOINT=$MOTO_URL APPRD_REQUIRE_S3=1 cargo test --release --locked
+    start_s3s_fs
+    APPRD_TEST_S3_ENDPOINT=$MOTO_URL APPRD_TEST_S3_SIGNED_ENDPOINT=$S3S_FS_URL \
+      APPRD_TEST_S3_SIGNED_KEY=$S3S_FS_KEY APPRD_TEST_S3_SIGNED_SECRET=$S3S_FS_SECRET \
+      APPRD_REQUIRE_S3=1 cargo test --release --locked
   )
 fi
 

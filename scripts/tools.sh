@@ -44,6 +44,7 @@ DISTRIBUTION_VERSION=v3.1.2
 APPR_VERSION=0.7.4
 MOTO_VERSION=5.2.5
 GARAGE_VERSION=2.5.0
+S3S_FS_VERSION=0.14.1
 # Bump when the pip lock lists below change, so that existing venvs are rebuilt.
 APPR_VENV_REV=1
 MOTO_VENV_REV=1
@@ -495,6 +496,47 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
+# s3s-fs (tests: the S3 server that checks SigV4 signatures, which moto does not; ~1.5 min)
+# ---------------------------------------------------------------------------------------------
+S3S_FS_ROOT=$CACHE/s3s-fs-$S3S_FS_VERSION
+install_s3s_fs() {
+  command -v cargo >/dev/null || die "cargo not found"
+  rm -rf "$S3S_FS_ROOT.tmp"
+  CARGO_TARGET_DIR=$CACHE/build/s3s-fs-target cargo install "s3s-fs@$S3S_FS_VERSION" --locked \
+    --features binary --root "$S3S_FS_ROOT.tmp"
+  verify_s3s_fs "$S3S_FS_ROOT.tmp/bin/s3s-fs"
+  rm -rf "$S3S_FS_ROOT"
+  mv "$S3S_FS_ROOT.tmp" "$S3S_FS_ROOT"
+  link "s3s-fs-$S3S_FS_VERSION" "$S3S_FS_ROOT/bin/s3s-fs"
+  link s3s-fs "s3s-fs-$S3S_FS_VERSION"
+  rm -rf "$CACHE/build/s3s-fs-target"
+}
+
+# Start it with a key pair: unsigned and wrongly signed requests are refused (403), a signed
+# one is not.
+verify_s3s_fs() {
+  local exe=$1 dir port pid code rc=0
+  has_output "$S3S_FS_VERSION" "$exe" --version || die "s3s-fs --version: $("$exe" --version 2>&1)"
+  dir=$(mktemp -d)
+  port=$(free_port)
+  "$exe" --host 127.0.0.1 --port "$port" --access-key AKVERIFY --secret-key verify-secret "$dir" \
+    >"$LOGS/s3s-fs-verify.log" 2>&1 9>&- &
+  pid=$!
+  wait_http "http://127.0.0.1:$port/" 30 "$pid" || rc=1
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" || true)
+  [ "$code" = 403 ] || rc=1
+  code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 aws:amz:us-east-1:s3 \
+    --user AKVERIFY:wrong-secret -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "http://127.0.0.1:$port/" || true)
+  [ "$code" = 403 ] || rc=1
+  code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 aws:amz:us-east-1:s3 \
+    --user AKVERIFY:verify-secret -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "http://127.0.0.1:$port/" || true)
+  [ "$code" = 200 ] || rc=1
+  stop_pid "$pid"
+  rm -rf "$dir"
+  [ "$rc" = 0 ] || die "s3s-fs did not check signatures as expected (got $code): $(tail -5 "$LOGS/s3s-fs-verify.log")"
+}
+
+# ---------------------------------------------------------------------------------------------
 # env.sh
 # ---------------------------------------------------------------------------------------------
 write_env() {
@@ -518,6 +560,7 @@ write_env() {
     echo "export APPRD_APPR=\"$BIN/appr\" APPRD_APPR_VERSION=$APPR_VERSION APPRD_APPR_VENV=\"$APPR_VENV\""
     echo "export APPRD_APPR_REFERENCE_SERVER=\"$BIN/appr-reference-server\""
     echo "export APPRD_MOTO_SERVER=\"$BIN/moto_server\" APPRD_MOTO_VERSION=$MOTO_VERSION APPRD_MOTO_VENV=\"$MOTO_VENV\""
+    echo "export APPRD_S3S_FS=\"$BIN/s3s-fs\" APPRD_S3S_FS_VERSION=$S3S_FS_VERSION"
     if [ -x "$GARAGE_ROOT/bin/garage" ]; then
       echo "export APPRD_GARAGE=\"$BIN/garage\" APPRD_GARAGE_VERSION=$GARAGE_VERSION"
     fi
@@ -596,6 +639,8 @@ run_verify() {
   log "appr $APPR_VERSION CLI + reference server: ok"
   verify_moto
   log "moto_server $MOTO_VERSION: ok"
+  verify_s3s_fs "$BIN/s3s-fs"
+  log "s3s-fs $S3S_FS_VERSION: ok"
   if [ -x "$GARAGE_ROOT/bin/garage" ]; then
     verify_garage "$BIN/garage"
     log "garage $GARAGE_VERSION: ok"
@@ -640,6 +685,7 @@ main() {
   fi
   want appr "$APPR_STAMP|$BIN/appr|$BIN/appr-reference-server" install_appr "$APPR_VERSION"
   want moto "$MOTO_STAMP|$BIN/moto_server" install_moto "$MOTO_VERSION"
+  want s3s-fs "$S3S_FS_ROOT/bin/s3s-fs" install_s3s_fs "$S3S_FS_VERSION"
   if command -v skopeo >/dev/null; then
     log "skopeo: already installed ($(skopeo --version))"
   else

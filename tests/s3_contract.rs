@@ -70,8 +70,8 @@ async fn a_staged_upload_moves_between_replicas() {
     let Some((a, bucket)) = backend(5 * MIB).await else {
         return;
     };
-    let (c, _) = client(true).await;
-    let b = S3Backend::new(c, &bucket, "pfx", 8 * MIB);
+    let sdk = client(true).await;
+    let b = S3Backend::new(sdk.client, sdk.credentials, &bucket, "pfx", 8 * MIB);
     let data: Vec<u8> = (0..12 * MIB as usize).map(|i| (i % 253) as u8).collect();
     let body = |s: &[u8]| -> apprd::store::ByteStream {
         let v = Bytes::copy_from_slice(s);
@@ -330,9 +330,10 @@ async fn abandoned_multipart_uploads_are_purged() {
 
 /// A backend on `bucket` whose requests go to `url` instead of the test server.
 async fn backend_at(url: &str, bucket: &str) -> S3Backend {
-    let (c, _) = client(true).await;
-    let conf = c.config().to_builder().endpoint_url(url).build();
-    S3Backend::new(aws_sdk_s3::Client::from_conf(conf), bucket, "", 5 * MIB)
+    let sdk = client(true).await;
+    let conf = sdk.client.config().to_builder().endpoint_url(url).build();
+    let c = aws_sdk_s3::Client::from_conf(conf);
+    S3Backend::new(c, sdk.credentials, bucket, "", 5 * MIB)
 }
 
 #[tokio::test]

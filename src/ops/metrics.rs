@@ -26,6 +26,7 @@ pub struct Metrics {
     storage_ops: IntCounterVec,
     storage_errors: IntCounterVec,
     storage_duration: HistogramVec,
+    s3_reads: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -94,6 +95,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Storage operation latency (for streamed reads: until the stream opens).",
             &["backend", "operation"],
         ),
+        s3_reads: counter(
+            &r,
+            "apprd_s3_reads_total",
+            "Whole-object S3 reads, by who sent them: apprd's direct GET, or the SDK (direct reads off, or handed back).",
+            &["path"],
+        ),
         registry: r,
     };
     m.registry
@@ -129,6 +136,11 @@ pub fn storage_op(backend: &str, op: &str, took: Duration, failed: bool) {
     if failed {
         m.storage_errors.with_label_values(labels).inc();
     }
+}
+
+/// Record one whole-object S3 read and the path that answered it.
+pub fn s3_read(path: &str) {
+    METRICS.s3_reads.with_label_values(&[path]).inc();
 }
 
 /// Every metric in the Prometheus text exposition format.

@@ -17,7 +17,11 @@
 //!   sends them. Every retried body is in memory (`Bytes`), so retries can
 //!   resend it; a streamed part is not retried by the SDK, the staging sends
 //!   it again from memory ([`staging`]).
+//! - whole-object reads go [`direct`] first (half the CPU of the SDK's
+//!   pipeline); what that path cannot answer within 5 s, or with 200/404,
+//!   the SDK sends again, with everything above.
 
+mod direct;
 mod staging;
 
 use std::io;
@@ -28,6 +32,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -38,8 +43,10 @@ use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
+use self::direct::{Direct, DirectRead};
 use super::{Backend, ByteRange, ByteStream, Condition, Meta, StoreError, StoreResult};
 use crate::config::S3Config;
+use crate::ops::metrics;
 
 /// Largest object a single CopyObject may copy.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -49,6 +56,8 @@ const COPY_PART: u64 = 1024 * 1024 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// The same for copies and completions, which S3 does server-side in one request.
 const SLOW_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// A direct small read's limit ([`direct`]); then the SDK tries, as above.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lifetime of presigned GET URLs.
 const PRESIGN_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -58,11 +67,22 @@ pub struct S3Backend {
     /// Empty, or ends with `/`.
     prefix: String,
     part_size: u64,
+    credentials: Option<SharedCredentialsProvider>,
+    /// Set up on the first read, as it needs a presigned URL ([`direct`]).
+    direct: tokio::sync::OnceCell<Option<DirectRead>>,
+}
+
+/// An SDK client, the credentials it signs with, and its endpoint (for messages).
+pub struct Sdk {
+    pub client: Client,
+    /// The SDK's own chain; [`direct`] reads sign with it too.
+    pub credentials: Option<SharedCredentialsProvider>,
+    pub endpoint: String,
 }
 
 /// The SDK client from the standard AWS chain (env, profiles, web identity)
-/// with apprd's checksum, retry and timeout settings; also the endpoint, for messages.
-pub async fn client(path_style: bool) -> (Client, String) {
+/// with apprd's checksum, retry and timeout settings.
+pub async fn client(path_style: bool) -> Sdk {
     let shared = aws_config::defaults(BehaviorVersion::latest())
         .region(RegionProviderChain::default_provider().or_else("us-east-1"))
         .retry_config(
@@ -83,7 +103,11 @@ pub async fn client(path_style: bool) -> (Client, String) {
         .endpoint_url()
         .unwrap_or("the AWS default endpoint")
         .to_string();
-    (Client::from_conf(conf), endpoint)
+    Sdk {
+        client: Client::from_conf(conf),
+        credentials: shared.credentials_provider(),
+        endpoint,
+    }
 }
 
 /// A part's body: in memory (signed, and retried by the SDK), or streamed
@@ -109,7 +133,14 @@ fn slow() -> aws_sdk_s3::config::Builder {
 }
 
 impl S3Backend {
-    pub fn new(client: Client, bucket: &str, prefix: &str, part_size: u64) -> Self {
+    /// A backend on `bucket`; with `credentials`, small reads go [`direct`].
+    pub fn new(
+        client: Client,
+        credentials: Option<SharedCredentialsProvider>,
+        bucket: &str,
+        prefix: &str,
+        part_size: u64,
+    ) -> Self {
         let prefix = prefix.trim_matches('/');
         S3Backend {
             client,
@@ -120,12 +151,28 @@ impl S3Backend {
                 format!("{prefix}/")
             },
             part_size,
+            credentials,
+            direct: tokio::sync::OnceCell::new(),
         }
+    }
+
+    async fn direct(&self) -> Option<&DirectRead> {
+        self.direct
+            .get_or_init(|| async {
+                let credentials = self.credentials.clone()?;
+                DirectRead::new(&self.client, credentials, &self.bucket, DIRECT_TIMEOUT).await
+            })
+            .await
+            .as_ref()
     }
 
     /// Connect with the AWS chain and check that the bucket exists.
     pub async fn connect(cfg: &S3Config) -> anyhow::Result<Self> {
-        let (client, endpoint) = client(cfg.path_style).await;
+        let Sdk {
+            client,
+            credentials,
+            endpoint,
+        } = client(cfg.path_style).await;
         let b = &cfg.bucket;
         if let Err(e) = client.head_bucket().bucket(b).send().await {
             match status(&e) {
@@ -145,7 +192,13 @@ impl S3Backend {
                 ),
             }
         }
-        Ok(Self::new(client, b, &cfg.prefix, cfg.part_size))
+        Ok(Self::new(
+            client,
+            credentials,
+            b,
+            &cfg.prefix,
+            cfg.part_size,
+        ))
     }
 
     fn key(&self, key: &str) -> String {
@@ -440,6 +493,20 @@ impl Backend for S3Backend {
     }
 
     async fn read(&self, key: &str) -> StoreResult<(Bytes, Meta)> {
+        if let Some(direct) = self.direct().await {
+            match direct.get(&self.key(key)).await {
+                Direct::Found(data, meta) => {
+                    metrics::s3_read("direct");
+                    return Ok((data, meta));
+                }
+                Direct::Missing => {
+                    metrics::s3_read("direct");
+                    return Err(StoreError::NotFound);
+                }
+                Direct::Defer => {}
+            }
+        }
+        metrics::s3_read("sdk");
         let out = self.fetch(key, None).await?;
         let etag = etag_of(out.e_tag())?;
         let data = out

@@ -41,8 +41,14 @@ pub fn setup(endpoint: &str) {
 /// without a test server.
 pub async fn backend(part_size: u64) -> Option<(S3Backend, String)> {
     setup(&endpoint()?);
-    let (c, _) = client(true).await;
+    let sdk = client(true).await;
     let bucket = format!("apprd-test-{}", uuid::Uuid::new_v4().simple());
-    c.create_bucket().bucket(&bucket).send().await.unwrap();
-    Some((S3Backend::new(c, &bucket, "/pfx/", part_size), bucket))
+    sdk.client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let b = S3Backend::new(sdk.client, sdk.credentials, &bucket, "/pfx/", part_size);
+    Some((b, bucket))
 }

@@ -1,0 +1,189 @@
+//! Small S3 reads sent directly (signed with aws-sigv4, sent by hyper) and
+//! handed back to the SDK when the answer is not a plain 200 or 404
+//! (`src/store/s3/direct.rs`). The counters of `apprd_s3_reads_total` tell
+//! which path answered, so the tests of this binary take turns.
+//!
+//! On moto (`APPRD_TEST_S3_ENDPOINT`), which checks no signatures, and on
+//! s3s-fs (`APPRD_TEST_S3_SIGNED_ENDPOINT`, with the key pair in
+//! `APPRD_TEST_S3_SIGNED_KEY` and `..._SECRET`), which does.
+
+mod s3_env;
+
+use std::time::Duration;
+
+use apprd::store::s3::{client, S3Backend};
+use apprd::store::{Backend, StoreError};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use s3_env::{backend, endpoint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// Keys that need every kind of percent-encoding S3 signs.
+const KEYS: &[&str] = &[
+    "plain/key",
+    "repos/a.b_c-d~e/_manifests/revisions/sha256/0123abcd",
+    "odd/a b+c%d:e@f=g,h;i!j'k(l)m*n$o&p",
+    "odd/é/ü/日本",
+];
+
+/// (direct, sdk) reads counted so far in this process.
+fn reads() -> (u64, u64) {
+    let text = apprd::ops::metrics::render();
+    let count = |path: &str| {
+        let prefix = format!("apprd_s3_reads_total{{path=\"{path}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    (count("direct"), count("sdk"))
+}
+
+/// Put every key, read each back; the bytes and etags must be the ones put.
+async fn round_trip(b: &S3Backend) {
+    for (i, key) in KEYS.iter().enumerate() {
+        let data = Bytes::from(format!("{{\"n\":{i},\"key\":{key:?}}}"));
+        let put = b.put(key, data.clone()).await.unwrap();
+        let (got, meta) = b.read(key).await.unwrap();
+        assert_eq!(got, data, "{key}");
+        assert_eq!(meta.etag, put.etag, "{key}");
+        assert_eq!(meta.size, data.len() as u64, "{key}");
+    }
+    assert!(matches!(
+        b.read("odd/missing key").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// [`round_trip`], with every read answered by the direct path.
+async fn round_trip_direct(b: &S3Backend) {
+    let before = reads();
+    round_trip(b).await;
+    let after = reads();
+    assert_eq!(after.0 - before.0, KEYS.len() as u64 + 1, "direct reads");
+    assert_eq!(after.1, before.1, "no read went through the SDK");
+}
+
+#[tokio::test]
+async fn small_reads_go_direct_and_answer_as_the_sdk_would() {
+    let Some((b, _)) = backend(5 * 1024 * 1024).await else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    round_trip_direct(&b).await;
+}
+
+/// A listener whose first connection answers `503 Slow Down` and closes;
+/// later ones are forwarded to `upstream`.
+async fn slow_down_once(upstream: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            if std::mem::take(&mut first) {
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head).await;
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 503 Slow Down\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+                continue;
+            }
+            let up = upstream.trim_start_matches("http://").to_string();
+            tokio::spawn(async move {
+                let mut to = TcpStream::connect(up).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut conn, &mut to).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_answer_other_than_200_or_404_goes_to_the_sdk() {
+    let Some((b, bucket)) = backend(5 * 1024 * 1024).await else {
+        return;
+    };
+    b.put("k", Bytes::from_static(b"value")).await.unwrap();
+    let url = slow_down_once(endpoint().unwrap()).await;
+    let sdk = client(true).await;
+    let conf = sdk.client.config().to_builder().endpoint_url(&url).build();
+    let c = aws_sdk_s3::Client::from_conf(conf);
+    let via = S3Backend::new(c, sdk.credentials, &bucket, "/pfx/", 5 * 1024 * 1024);
+    let _turn = TURN.lock().await;
+    let before = reads();
+    // The direct GET meets the 503; the SDK sends it again and gets the object.
+    let (got, _) = via.read("k").await.unwrap();
+    assert_eq!(&got[..], b"value");
+    let after = reads();
+    assert_eq!(
+        after.0, before.0,
+        "the 503 was no answer of the direct path"
+    );
+    assert_eq!(after.1 - before.1, 1, "the SDK read it");
+}
+
+/// A backend on a fresh bucket of the signature-checking server, signing
+/// with `secret`; `None` (skipped) without that server.
+async fn signed_backend(secret: &str) -> Option<(S3Backend, aws_sdk_s3::Client)> {
+    let url = match std::env::var("APPRD_TEST_S3_SIGNED_ENDPOINT") {
+        Ok(u) if !u.is_empty() => u,
+        _ if std::env::var("APPRD_REQUIRE_S3").as_deref() == Ok("1") => {
+            panic!("APPRD_REQUIRE_S3=1 but APPRD_TEST_S3_SIGNED_ENDPOINT is not set")
+        }
+        _ => {
+            eprintln!("skipped: set APPRD_TEST_S3_SIGNED_ENDPOINT to run the signed S3 tests");
+            return None;
+        }
+    };
+    s3_env::setup(&endpoint().unwrap_or_else(|| url.clone()));
+    let key = std::env::var("APPRD_TEST_S3_SIGNED_KEY").unwrap();
+    let creds = Credentials::new(key, secret, None, None, "test");
+    let sdk = client(true).await;
+    let conf = sdk
+        .client
+        .config()
+        .to_builder()
+        .endpoint_url(url)
+        .credentials_provider(creds.clone())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    let c = aws_sdk_s3::Client::from_conf(conf);
+    let provider = SharedCredentialsProvider::new(creds);
+    Some((
+        S3Backend::new(c.clone(), Some(provider), "signed", "pfx", 5 * 1024 * 1024),
+        c,
+    ))
+}
+
+#[tokio::test]
+async fn direct_reads_are_signed_as_s3_checks_them() {
+    let secret = std::env::var("APPRD_TEST_S3_SIGNED_SECRET").unwrap_or_default();
+    let Some((b, c)) = signed_backend(&secret).await else {
+        return;
+    };
+    let _ = c.create_bucket().bucket("signed").send().await;
+    let _turn = TURN.lock().await;
+    round_trip_direct(&b).await; // the server took every direct signature
+
+    // With a wrong secret the server refuses both paths: an error, never
+    // "not found", and the SDK's answer is the one given.
+    let (wrong, _) = signed_backend("not-the-secret").await.unwrap();
+    let before = reads();
+    let err = wrong.read(KEYS[0]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let after = reads();
+    assert_eq!(after.0, before.0);
+    assert_eq!(after.1 - before.1, 1);
+}

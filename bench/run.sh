@@ -290,6 +290,15 @@ bench_manifests() { # STORAGE SYSTEM
     done
   done
   record "$storage" "$system" "peak RSS, manifest load (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
+  if [ "$system" = apprd ] && [ "$storage" = s3 ]; then
+    # The reads must have gone direct (src/store/s3/direct.rs): Garage checks signatures.
+    local m direct sdk
+    m=$(curl -sf "$SYS_URL/metrics") || fail "apprd: no /metrics"
+    direct=$(awk '/^apprd_s3_reads_total\{path="direct"\}/ {print $2}' <<<"$m")
+    sdk=$(awk '/^apprd_s3_reads_total\{path="sdk"\}/ {print $2}' <<<"$m")
+    log "apprd S3 reads: ${direct:-0} direct, ${sdk:-0} through the SDK"
+    [ "${direct:-0}" -gt 0 ] || fail "apprd: no S3 read went direct"
+  fi
 }
 
 bench_lists() { # STORAGE SYSTEM

@@ -108,7 +108,7 @@ def main():
     ap.add_argument("--earlier", action="append", default=[],
                     help="raw lines of an earlier run (repeatable: a later file's rows replace an earlier's)")
     ap.add_argument("--earlier-apprd", default="?", help="the apprd commit(s) of those runs")
-    for opt in ["apprd", "runs", "load-seconds", "cpus", "distribution", "docker-registry", "garage"]:
+    for opt in ["apprd", "runs", "pulls", "load-seconds", "cpus", "distribution", "docker-registry", "garage"]:
         ap.add_argument("--" + opt, default="?")
     args = ap.parse_args()
 
@@ -138,7 +138,8 @@ def main():
         f"apprd {args.apprd}; Distribution {args.distribution}; docker-registry {args.docker_registry}; "
         f"Garage {args.garage}; appr 0.7.4 reference server (gunicorn, 1 worker).",
         f"Machine: {machine()}. CPUs pinned with taskset: {args.cpus} (Garage shares the client's).",
-        f"Each cell: median of {args.runs} runs (min–max). Manifest load: {args.load_seconds} s per run. "
+        f"Each cell: median of {args.runs} runs (min–max); pulls: {args.pulls} per run. "
+        f"Manifest load: {args.load_seconds} s per run. "
         "Ratio = apprd / peer: above 1 is better for rows in …/s, below 1 for ms and MiB rows.",
         "Goal: throughput at least the best peer's, manifest req/s at least 3× Distribution's, "
         "RSS under half of Distribution's, startup and list times at most the best peer's "

@@ -14,6 +14,8 @@
 #   QUICK=1 bench/run.sh             one short run of each row (a smoke test)
 #   STORAGES=filesystem SYSTEMS="apprd distribution" bench/run.sh
 #   WORKLOADS="lists" bench/run.sh   only some rows (startup and idle RSS always)
+# Workloads: blobs (push, pull), manifests, small (images), lists, appr,
+# pulls (every system at once, pulls taken in turn), limits (the machine's).
 #
 # The server runs on CPU $SERVER_CPU, the client (and Garage) on $CLIENT_CPU.
 # Needs `scripts/tools.sh bench`.
@@ -33,8 +35,8 @@ SMALL_IMAGES=${SMALL_IMAGES:-200}
 APPR_MIB=${APPR_MIB:-1 10 100}
 STORAGES=${STORAGES:-filesystem s3}
 SYSTEMS=${SYSTEMS:-apprd distribution docker-registry}
-# Which workloads run (all by default): blobs manifests small lists appr limits
-WORKLOADS=${WORKLOADS:-blobs manifests small lists appr limits}
+# Which workloads run (all by default): blobs manifests small lists appr pulls limits
+WORKLOADS=${WORKLOADS:-blobs manifests small lists appr pulls limits}
 # A partial run can be completed from earlier raw lines (report.py --earlier):
 # EARLIER="bench/results/raw.jsonl ..." EARLIER_APPRD="what made them";
 # RAW_NAME is the name this run's own raw lines get in bench/results/.
@@ -191,7 +193,7 @@ start_system() {
   local probe=$SYS_URL/v2/
   [ "$system" = appr-reference ] && probe=$SYS_URL/cnr/version
   out=$(drive ready --url "$probe" --since-ns "$t0") || fail "$system ($storage) did not start: $(tail -5 "$dir/server.log")"
-  record "$storage" "$system" "startup ms" "$(json_field "$out" ms)"
+  [ -n "${NO_STARTUP_ROW:-}" ] || record "$storage" "$system" "startup ms" "$(json_field "$out" ms)"
 }
 stop_system() {
   kill "$SYS_PID" 2>/dev/null || true
@@ -464,6 +466,44 @@ s3_limits() {
 # ---------------------------------------------------------------------------
 log "work dir $WORK; runs $RUNS; storages $STORAGES; systems $SYSTEMS"
 if wants limits; then machine_limits; fi
+# bench_pulls_interleaved STORAGE: every system at once over one store (one
+# Garage), a fresh blob of each size pushed to each, then pulls taken in
+# turn, system by system. Rows measured in blocks, one system after the
+# other, carry whatever drifts between blocks; these do not.
+bench_pulls_interleaved() {
+  local storage=$1 mib r system url
+  local -A urls=() pids=()
+  log "pulls, systems interleaved, on $storage"
+  if [ "$storage" = s3 ]; then start_garage; fi
+  for system in $SYSTEMS; do
+    NO_STARTUP_ROW=1 start_system "$system" "$storage"
+    urls[$system]=$SYS_URL pids[$system]=$SYS_PID
+  done
+  for mib in $SIZES_MIB; do
+    drop_caches
+    for system in $SYSTEMS; do
+      make_blob "$WORK/pull-$mib-$system" "$mib" "pull-$mib-$system"
+      drive push --url "${urls[$system]}" --repo "pulls/$system" --file "$WORK/pull-$mib-$system" \
+        --digest "sha256:$(cat "$WORK/pull-$mib-$system.sha256")" >/dev/null || fail "$system: push for the pulls failed"
+    done
+    for r in $(seq 1 "$RUNS"); do
+      for _ in $(seq 1 "$PULLS"); do
+        for system in $SYSTEMS; do
+          url="${urls[$system]}/v2/pulls/$system/blobs/sha256:$(cat "$WORK/pull-$mib-$system.sha256")"
+          curl_rate "$storage" "$system" "pull ${mib} MiB, systems in turn (MiB/s)" "$mib" "$url"
+        done
+      done
+    done
+    for system in $SYSTEMS; do rm -f "$WORK/pull-$mib-$system" "$WORK/pull-$mib-$system.sha256"; done
+  done
+  for system in $SYSTEMS; do
+    kill "${pids[$system]}" 2>/dev/null || true
+    wait "${pids[$system]}" 2>/dev/null || true
+    rm -rf "$WORK/$system-$storage/data"
+  done
+  if [ "$storage" = s3 ]; then stop_garage; fi
+}
+
 for storage in $STORAGES; do
   if [ "$storage" = s3 ] && wants limits; then
     start_garage
@@ -494,6 +534,7 @@ for storage in $STORAGES; do
     rm -rf "$WORK/$system-$storage/data"
   done
   stop_garage
+  if wants pulls; then bench_pulls_interleaved "$storage"; fi
 done
 
 mkdir -p "$RESULTS"

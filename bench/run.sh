@@ -254,7 +254,7 @@ blob_inputs() {
 drop_blob_inputs() { rm -f "$BLOB_A" "$BLOB_B" "$BLOB_A.sha256" "$BLOB_B.sha256"; }
 
 bench_blobs() { # STORAGE SYSTEM
-  local storage=$1 system=$2 mib r a b
+  local storage=$1 system=$2 mib r a b pull
   for mib in $SIZES_MIB; do
     peak_reset "$SYS_PID"
     for r in $(seq 1 "$RUNS"); do
@@ -264,9 +264,8 @@ bench_blobs() { # STORAGE SYSTEM
       push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB (MiB/s)" "$b" blobs/chunked --chunk-mib "$CHUNK_MIB"
       # A 100 MiB pull takes a tenth of a second and moves by 20% from one to
       # the next, so each run times $PULLS of them (the median is over all).
-      for _ in $(seq 1 "$PULLS"); do
-        curl_rate "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" "$SYS_URL/v2/blobs/mono/blobs/sha256:$(cat "$a.sha256")"
-      done
+      pull=$SYS_URL/v2/blobs/mono/blobs/sha256:$(cat "$a.sha256")
+      for _ in $(seq 1 "$PULLS"); do curl_rate "$storage" "$system" "pull ${mib} MiB (MiB/s)" "$mib" "$pull"; done
       if [ "$r" = 1 ]; then pull_check "$b" blobs/chunked; fi
       drop_blob_inputs
     done
@@ -373,6 +372,45 @@ bench_appr() { # STORAGE SYSTEM
   record "$storage" "$system" "peak RSS, APPR push and pull (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"
 }
 
+# bench_pulls_interleaved STORAGE: every system at once over one store (one
+# Garage), a fresh blob of each size pushed to each, then pulls taken in
+# turn, system by system. Rows measured in blocks, one system after the
+# other, carry whatever drifts between blocks; these do not.
+bench_pulls_interleaved() {
+  local storage=$1 mib r system blob
+  local -A urls=() pids=() digests=()
+  log "pulls, systems interleaved, on $storage"
+  if [ "$storage" = s3 ]; then start_garage; fi
+  for system in $SYSTEMS; do
+    NO_STARTUP_ROW=1 start_system "$system" "$storage"
+    urls[$system]=$SYS_URL pids[$system]=$SYS_PID
+  done
+  for mib in $SIZES_MIB; do
+    drop_caches
+    for system in $SYSTEMS; do
+      blob=$WORK/pull-$mib-$system
+      make_blob "$blob" "$mib" "pull-$mib-$system"
+      digests[$system]=sha256:$(cat "$blob.sha256")
+      drive push --url "${urls[$system]}" --repo "pulls/$system" --file "$blob" --digest "${digests[$system]}" >/dev/null ||
+        fail "$system: push for the pulls failed"
+      rm -f "$blob" "$blob.sha256"
+    done
+    for r in $(seq 1 "$RUNS"); do
+      for _ in $(seq 1 "$PULLS"); do
+        for system in $SYSTEMS; do
+          curl_rate "$storage" "$system" "pull ${mib} MiB, systems in turn (MiB/s)" "$mib" \
+            "${urls[$system]}/v2/pulls/$system/blobs/${digests[$system]}"
+        done
+      done
+    done
+  done
+  for system in $SYSTEMS; do
+    SYS_PID=${pids[$system]} stop_system
+    rm -rf "$WORK/$system-$storage/data"
+  done
+  if [ "$storage" = s3 ]; then stop_garage; fi
+}
+
 # ---------------------------------------------------------------------------
 # The machine's limits, on the same bytes and disk
 # ---------------------------------------------------------------------------
@@ -466,44 +504,6 @@ s3_limits() {
 # ---------------------------------------------------------------------------
 log "work dir $WORK; runs $RUNS; storages $STORAGES; systems $SYSTEMS"
 if wants limits; then machine_limits; fi
-# bench_pulls_interleaved STORAGE: every system at once over one store (one
-# Garage), a fresh blob of each size pushed to each, then pulls taken in
-# turn, system by system. Rows measured in blocks, one system after the
-# other, carry whatever drifts between blocks; these do not.
-bench_pulls_interleaved() {
-  local storage=$1 mib r system url
-  local -A urls=() pids=()
-  log "pulls, systems interleaved, on $storage"
-  if [ "$storage" = s3 ]; then start_garage; fi
-  for system in $SYSTEMS; do
-    NO_STARTUP_ROW=1 start_system "$system" "$storage"
-    urls[$system]=$SYS_URL pids[$system]=$SYS_PID
-  done
-  for mib in $SIZES_MIB; do
-    drop_caches
-    for system in $SYSTEMS; do
-      make_blob "$WORK/pull-$mib-$system" "$mib" "pull-$mib-$system"
-      drive push --url "${urls[$system]}" --repo "pulls/$system" --file "$WORK/pull-$mib-$system" \
-        --digest "sha256:$(cat "$WORK/pull-$mib-$system.sha256")" >/dev/null || fail "$system: push for the pulls failed"
-    done
-    for r in $(seq 1 "$RUNS"); do
-      for _ in $(seq 1 "$PULLS"); do
-        for system in $SYSTEMS; do
-          url="${urls[$system]}/v2/pulls/$system/blobs/sha256:$(cat "$WORK/pull-$mib-$system.sha256")"
-          curl_rate "$storage" "$system" "pull ${mib} MiB, systems in turn (MiB/s)" "$mib" "$url"
-        done
-      done
-    done
-    for system in $SYSTEMS; do rm -f "$WORK/pull-$mib-$system" "$WORK/pull-$mib-$system.sha256"; done
-  done
-  for system in $SYSTEMS; do
-    kill "${pids[$system]}" 2>/dev/null || true
-    wait "${pids[$system]}" 2>/dev/null || true
-    rm -rf "$WORK/$system-$storage/data"
-  done
-  if [ "$storage" = s3 ]; then stop_garage; fi
-}
-
 for storage in $STORAGES; do
   if [ "$storage" = s3 ] && wants limits; then
     start_garage

@@ -14,7 +14,7 @@ use bytes::Bytes;
 const MIB: u64 = 1024 * 1024;
 
 mod s3_env;
-use s3_env::{backend, endpoint, setup};
+use s3_env::{backend, backend_at, endpoint, setup};
 
 #[tokio::test]
 async fn s3_backend_honours_the_contract() {
@@ -209,7 +209,7 @@ async fn a_streamed_part_cut_on_the_wire_is_sent_again() {
     };
     let store = endpoint().unwrap();
     let forwarder = cutting_forwarder(store.trim_start_matches("http://").to_string()).await;
-    let b = backend_at(&format!("http://{}", forwarder.addr), &bucket).await;
+    let b = backend_at(&format!("http://{}", forwarder.addr), &bucket, "").await;
     let mib = MIB as usize;
     let all: Vec<u8> = (0..17 * mib).map(|i| (i % 247) as u8).collect();
     let got = b
@@ -328,20 +328,12 @@ async fn abandoned_multipart_uploads_are_purged() {
     assert_eq!(b.purge_stale(0).await.unwrap(), 0);
 }
 
-/// A backend on `bucket` whose requests go to `url` instead of the test server.
-async fn backend_at(url: &str, bucket: &str) -> S3Backend {
-    let sdk = client(true).await;
-    let conf = sdk.client.config().to_builder().endpoint_url(url).build();
-    let c = aws_sdk_s3::Client::from_conf(conf);
-    S3Backend::new(c, sdk.credentials, bucket, "", 5 * MIB)
-}
-
 #[tokio::test]
 async fn an_unreachable_store_is_unavailable_quickly() {
     let Some((_, bucket)) = backend(5 * MIB).await else {
         return;
     };
-    let dead = backend_at("http://127.0.0.1:9", &bucket).await;
+    let dead = backend_at("http://127.0.0.1:9", &bucket, "").await;
     let t0 = Instant::now();
     assert!(matches!(
         dead.stat("x").await,

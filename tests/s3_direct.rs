@@ -16,7 +16,7 @@ use apprd::store::{Backend, StoreError};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use bytes::Bytes;
-use s3_env::{backend, endpoint};
+use s3_env::{backend, backend_at, endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -113,10 +113,7 @@ async fn an_answer_other_than_200_or_404_goes_to_the_sdk() {
     };
     b.put("k", Bytes::from_static(b"value")).await.unwrap();
     let url = slow_down_once(endpoint().unwrap()).await;
-    let sdk = client(true).await;
-    let conf = sdk.client.config().to_builder().endpoint_url(&url).build();
-    let c = aws_sdk_s3::Client::from_conf(conf);
-    let via = S3Backend::new(c, sdk.credentials, &bucket, "/pfx/", 5 * 1024 * 1024);
+    let via = backend_at(&url, &bucket, "/pfx/").await;
     let _turn = TURN.lock().await;
     let before = reads();
     // The direct GET meets the 503; the SDK sends it again and gets the object.

@@ -43,7 +43,7 @@ use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
-use self::direct::{Direct, DirectRead};
+use self::direct::DirectRead;
 use super::{Backend, ByteRange, ByteStream, Condition, Meta, StoreError, StoreResult};
 use crate::config::S3Config;
 use crate::ops::metrics;
@@ -494,16 +494,9 @@ impl Backend for S3Backend {
 
     async fn read(&self, key: &str) -> StoreResult<(Bytes, Meta)> {
         if let Some(direct) = self.direct().await {
-            match direct.get(&self.key(key)).await {
-                Direct::Found(data, meta) => {
-                    metrics::s3_read("direct");
-                    return Ok((data, meta));
-                }
-                Direct::Missing => {
-                    metrics::s3_read("direct");
-                    return Err(StoreError::NotFound);
-                }
-                Direct::Defer => {}
+            if let Some(answer) = direct.get(&self.key(key)).await {
+                metrics::s3_read("direct");
+                return answer;
             }
         }
         metrics::s3_read("sdk");
@@ -515,13 +508,8 @@ impl Backend for S3Backend {
             .await
             .map_err(|e| StoreError::Unavailable(format!("s3 GetObject {key}: {e}")))?
             .into_bytes();
-        Ok((
-            data.clone(),
-            Meta {
-                size: data.len() as u64,
-                etag,
-            },
-        ))
+        let size = data.len() as u64;
+        Ok((data, Meta { size, etag }))
     }
 
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<Meta> {

@@ -52,3 +52,13 @@ pub async fn backend(part_size: u64) -> Option<(S3Backend, String)> {
     let b = S3Backend::new(sdk.client, sdk.credentials, &bucket, "/pfx/", part_size);
     Some((b, bucket))
 }
+
+/// A backend on `bucket` under `prefix` (5 MiB parts) whose requests go to
+/// `url` instead of the test server (a forwarder, or nothing at all).
+#[allow(dead_code)] // not every test binary sends requests elsewhere
+pub async fn backend_at(url: &str, bucket: &str, prefix: &str) -> S3Backend {
+    let sdk = client(true).await;
+    let conf = sdk.client.config().to_builder().endpoint_url(url).build();
+    let c = aws_sdk_s3::Client::from_conf(conf);
+    S3Backend::new(c, sdk.credentials, bucket, prefix, 5 * 1024 * 1024)
+}

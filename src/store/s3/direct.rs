@@ -34,7 +34,7 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::super::Meta;
+use super::super::{Meta, StoreError, StoreResult};
 
 /// What S3 leaves unencoded in a key's path (RFC 3986 unreserved, and `/`).
 const KEY: &AsciiSet = &NON_ALPHANUMERIC
@@ -58,13 +58,9 @@ pub struct DirectRead {
     timeout: Duration,
 }
 
-/// The answer of a direct read.
-pub enum Direct {
-    Found(Bytes, Meta),
-    Missing,
-    /// Not an answer this path gives: the SDK sends the request instead.
-    Defer,
-}
+/// What a direct read answers: the object or `NotFound`; `None` when this
+/// path gives no answer and the SDK must send the request.
+pub type Direct = Option<StoreResult<(Bytes, Meta)>>;
 
 impl DirectRead {
     /// A direct reader for `bucket` as `client` reaches it, signing with
@@ -107,13 +103,13 @@ impl DirectRead {
 
     /// GET the object at `key` (the full key, prefix included).
     pub async fn get(&self, key: &str) -> Direct {
-        match tokio::time::timeout(self.timeout, self.try_get(key)).await {
-            Ok(Some(answer)) => answer,
-            _ => Direct::Defer,
-        }
+        tokio::time::timeout(self.timeout, self.try_get(key))
+            .await
+            .ok()
+            .flatten()
     }
 
-    async fn try_get(&self, key: &str) -> Option<Direct> {
+    async fn try_get(&self, key: &str) -> Direct {
         let url = format!("{}{}", self.base, utf8_percent_encode(key, KEY));
         let mut req = http::Request::get(&url).body(Empty::new()).ok()?;
         self.sign(&mut req).await?;
@@ -123,13 +119,13 @@ impl DirectRead {
                 let etag = res.headers().get("etag")?.to_str().ok()?.to_string();
                 let data = res.into_body().collect().await.ok()?.to_bytes();
                 let size = data.len() as u64;
-                Some(Direct::Found(data, Meta { size, etag }))
+                Some(Ok((data, Meta { size, etag })))
             }
             404 => {
                 // Read the error body (kept short), so the connection stays usable.
                 let body = http_body_util::Limited::new(res.into_body(), MAX_ERROR_BODY);
                 let _ = body.collect().await;
-                Some(Direct::Missing)
+                Some(Err(StoreError::NotFound))
             }
             403 => {
                 // Maybe credentials that changed: fetch them again next time.

@@ -156,9 +156,9 @@ http:
 YAML
 }
 
-SYS_PID= SYS_URL=
+SYS_PID= SYS_URL= SYS_STARTUP_MS=
 # start_system SYSTEM STORAGE: start it on $SERVER_CPU over an empty store;
-# records the time from exec to its first successful answer.
+# SYS_STARTUP_MS is the time from exec to its first successful answer.
 start_system() {
   local system=$1 storage=$2 port dir=$WORK/$1-$2 t0 cmd out
   port=$(free_port)
@@ -193,7 +193,7 @@ start_system() {
   local probe=$SYS_URL/v2/
   [ "$system" = appr-reference ] && probe=$SYS_URL/cnr/version
   out=$(drive ready --url "$probe" --since-ns "$t0") || fail "$system ($storage) did not start: $(tail -5 "$dir/server.log")"
-  [ -n "${NO_STARTUP_ROW:-}" ] || record "$storage" "$system" "startup ms" "$(json_field "$out" ms)"
+  SYS_STARTUP_MS=$(json_field "$out" ms)
 }
 stop_system() {
   kill "$SYS_PID" 2>/dev/null || true
@@ -382,7 +382,7 @@ bench_pulls_interleaved() {
   log "pulls, systems interleaved, on $storage"
   if [ "$storage" = s3 ]; then start_garage; fi
   for system in $SYSTEMS; do
-    NO_STARTUP_ROW=1 start_system "$system" "$storage"
+    start_system "$system" "$storage"
     urls[$system]=$SYS_URL pids[$system]=$SYS_PID
   done
   for mib in $SIZES_MIB; do
@@ -517,6 +517,7 @@ for storage in $STORAGES; do
     # startup: the median of $RUNS starts over an empty store
     for r in $(seq 1 "$RUNS"); do
       start_system "$system" "$storage"
+      record "$storage" "$system" "startup ms" "$SYS_STARTUP_MS"
       [ "$r" = "$RUNS" ] || stop_system
     done
     sleep 1

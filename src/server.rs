@@ -48,12 +48,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(crate::ops::http::track))
-            .wrap(middleware::NormalizePath::new(
-                middleware::TrailingSlash::MergeOnly,
-            ))
             .wrap(tracing_actix_web::TracingLogger::<
                 crate::ops::http::RequestSpan,
             >::new())
+            .wrap(middleware::NormalizePath::new(
+                middleware::TrailingSlash::MergeOnly,
+            ))
             .configure(configure)
     })
     .shutdown_timeout(config.shutdown_grace_secs)

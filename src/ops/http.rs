@@ -2,6 +2,7 @@
 //! and the root span of every request (path only: query strings can carry
 //! tokens, and headers are never recorded).
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -21,22 +22,26 @@ use super::metrics::METRICS;
 use crate::oci::Route;
 
 /// The metrics route label: the `/v2` or APPR route kind, else the actix route pattern.
-pub fn route_label(req: &HttpRequest) -> String {
+pub fn route_label(req: &HttpRequest) -> Cow<'static, str> {
     let path = req.path();
     if let Some(rest) = path.strip_prefix("/v2") {
         if rest.is_empty() || rest.starts_with('/') {
-            return Route::parse(rest)
-                .map(|r| r.label())
-                .unwrap_or("v2_unknown")
-                .to_string();
+            return Cow::Borrowed(Route::parse(rest).map_or("v2_unknown", |r| r.label()));
         }
     }
     if let Some(r) = crate::appr::Route::parse(path) {
-        return r.label().to_string();
+        return Cow::Borrowed(r.label());
     }
-    req.match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string())
+    Cow::Owned(
+        req.match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string()),
+    )
 }
+
+/// The route label, worked out once per request by the root span and
+/// kept in the request's extensions for the metrics.
+#[derive(Clone)]
+struct RouteLabel(Cow<'static, str>);
 
 fn method_label(m: &Method) -> &'static str {
     match *m {
@@ -59,7 +64,7 @@ fn is_probe(path: &str) -> bool {
 /// Counts the request when dropped, which is once its response body has
 /// been sent (or the connection dropped).
 struct Record {
-    route: String,
+    route: Cow<'static, str>,
     method: &'static str,
     status: StatusCode,
     start: Instant,
@@ -70,9 +75,9 @@ impl Drop for Record {
     fn drop(&mut self) {
         let m = &*METRICS;
         m.requests
-            .with_label_values(&[&self.route, self.method, self.status.as_str()])
+            .with_label_values(&[&*self.route, self.method, self.status.as_str()])
             .inc();
-        let labels = &[self.route.as_str(), self.method];
+        let labels = &[&*self.route, self.method];
         m.request_duration
             .with_label_values(labels)
             .observe(self.start.elapsed().as_secs_f64());
@@ -127,17 +132,19 @@ impl Drop for UploadGuard {
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Request metrics and the `X-Request-Id` response header. Wrap it inside
-/// `TracingLogger` (which assigns the id) and `NormalizePath`.
+/// `TracingLogger` (which assigns the id and the route label), itself inside
+/// `NormalizePath`.
 pub async fn track(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<Counted>, Error> {
     let start = Instant::now();
-    let route = route_label(req.request());
+    let route = req.extensions().get::<RouteLabel>().cloned();
+    let route = route.map_or_else(|| route_label(req.request()), |r| r.0);
     let method = method_label(req.method());
-    let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    let request_id = req.extensions().get::<RequestId>().copied();
 
-    let bytes_in = METRICS.request_bytes.with_label_values(&[&route, method]);
+    let bytes_in = METRICS.request_bytes.with_label_values(&[&*route, method]);
     let payload = req.take_payload().inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             bytes_in.inc_by(chunk.len() as u64);
@@ -147,7 +154,7 @@ pub async fn track(
         payload: Box::pin(payload),
     });
 
-    let uploading = match route.as_str() {
+    let uploading = match &*route {
         "upload_start" => method == "POST",
         "upload" => method == "PATCH" || method == "PUT",
         _ => false,
@@ -171,8 +178,12 @@ pub async fn track(
         }
     };
     record.status = res.status();
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        res.headers_mut().insert(X_REQUEST_ID, id);
+    if let Some(id) = request_id {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let id = id.hyphenated().encode_lower(&mut buf);
+        if let Ok(id) = HeaderValue::from_str(id) {
+            res.headers_mut().insert(X_REQUEST_ID, id);
+        }
     }
     Ok(res.map_body(|_, body| Counted {
         inner: body.boxed(),
@@ -207,13 +218,13 @@ macro_rules! request_span {
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(req: &ServiceRequest) -> Span {
-        req.extensions_mut().insert(Started(Instant::now()));
-        let id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.to_string())
-            .unwrap_or_default();
         let route = route_label(req.request());
+        let id = req.extensions().get::<RequestId>().copied();
+        let id = id.map(|id| *id).unwrap_or_default();
+        let mut ext = req.extensions_mut();
+        ext.insert(Started(Instant::now()));
+        ext.insert(RouteLabel(route.clone()));
+        drop(ext);
         let span = if is_probe(req.path()) {
             request_span!(tracing::Level::DEBUG, req, route, id)
         } else {

@@ -211,6 +211,14 @@ drop_caches() {
   { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
 }
 
+# quiesce: before each system's block, let the disk and the page cache
+# settle from what the block before left (a Garage store of many GiB just
+# deleted, its writeback), so no system runs in another's wake.
+quiesce() {
+  drop_caches
+  sleep 3
+}
+
 # noise FILE MIB SEED: the same pseudo-random bytes on every system (AES-CTR
 # of zeros: fast, incompressible, reproducible from SEED), synced: their
 # writeback must not run during the timed transfers that read them.
@@ -381,6 +389,7 @@ bench_pulls_interleaved() {
   local -A urls=() pids=() digests=()
   log "pulls, systems interleaved, on $storage"
   if [ "$storage" = s3 ]; then start_garage; fi
+  quiesce
   for system in $SYSTEMS; do
     start_system "$system" "$storage"
     urls[$system]=$SYS_URL pids[$system]=$SYS_PID
@@ -514,6 +523,7 @@ for storage in $STORAGES; do
   for system in $systems; do
     log "$system on $storage"
     if [ "$storage" = s3 ]; then start_garage; fi
+    quiesce
     # startup: the median of $RUNS starts over an empty store
     for r in $(seq 1 "$RUNS"); do
       start_system "$system" "$storage"

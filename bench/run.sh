@@ -211,10 +211,11 @@ drop_caches() {
   { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
 }
 
-# quiesce: before each system's block, let the disk and the page cache
-# settle from what the block before left (a Garage store of many GiB just
-# deleted, its writeback), so no system runs in another's wake.
-quiesce() {
+# fresh_store STORAGE: a fresh Garage for s3, then let the disk and the page
+# cache settle from what the block before left (a Garage store of many GiB
+# just deleted, its writeback), so no system runs in another's wake.
+fresh_store() {
+  if [ "$1" = s3 ]; then start_garage; fi
   drop_caches
   sleep 3
 }
@@ -388,8 +389,7 @@ bench_pulls_interleaved() {
   local storage=$1 mib r system blob
   local -A urls=() pids=() digests=()
   log "pulls, systems interleaved, on $storage"
-  if [ "$storage" = s3 ]; then start_garage; fi
-  quiesce
+  fresh_store "$storage"
   for system in $SYSTEMS; do
     start_system "$system" "$storage"
     urls[$system]=$SYS_URL pids[$system]=$SYS_PID
@@ -522,8 +522,7 @@ for storage in $STORAGES; do
   if [ "$storage" = filesystem ] && wants appr; then systems="$systems appr-reference"; fi
   for system in $systems; do
     log "$system on $storage"
-    if [ "$storage" = s3 ]; then start_garage; fi
-    quiesce
+    fresh_store "$storage"
     # startup: the median of $RUNS starts over an empty store
     for r in $(seq 1 "$RUNS"); do
       start_system "$system" "$storage"

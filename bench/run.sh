@@ -211,6 +211,13 @@ drop_caches() {
   { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
 }
 
+# settle: write back what the workload before left dirty (GiBs after the
+# blob pushes), so the next one does not share the cores with that writeback.
+settle() {
+  sync
+  sleep 2
+}
+
 # fresh_store STORAGE: a fresh Garage for s3, then let the disk and the page
 # cache settle from what the block before left (a Garage store of many GiB
 # just deleted, its writeback), so no system runs in another's wake.
@@ -534,9 +541,9 @@ for storage in $STORAGES; do
     if [ "$system" = appr-reference ]; then
       if wants appr; then bench_appr "$storage" "$system"; fi
     else
-      if wants blobs; then bench_blobs "$storage" "$system"; fi
-      if wants manifests; then bench_manifests "$storage" "$system"; fi
-      if wants small; then bench_small_images "$storage" "$system"; fi
+      if wants blobs; then bench_blobs "$storage" "$system" && settle; fi
+      if wants manifests; then bench_manifests "$storage" "$system" && settle; fi
+      if wants small; then bench_small_images "$storage" "$system" && settle; fi
       if wants lists; then bench_lists "$storage" "$system"; fi
       if wants appr && [ "$system" = apprd ] && [ "$storage" = filesystem ]; then bench_appr "$storage" "$system"; fi
     fi

@@ -31,11 +31,11 @@ const KEYS: &[&str] = &[
     "odd/é/ü/日本",
 ];
 
-/// (direct, sdk) reads counted so far in this process.
-fn reads() -> (u64, u64) {
+/// (direct, sdk) counts of `metric` so far in this process.
+fn counts(metric: &str) -> (u64, u64) {
     let text = apprd::ops::metrics::render();
     let count = |path: &str| {
-        let prefix = format!("apprd_s3_reads_total{{path=\"{path}\"}} ");
+        let prefix = format!("{metric}{{path=\"{path}\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .map_or(0, |n| n.trim().parse().unwrap())
@@ -43,7 +43,18 @@ fn reads() -> (u64, u64) {
     (count("direct"), count("sdk"))
 }
 
-/// Put every key, read each back; the bytes and etags must be the ones put.
+/// (direct, sdk) reads counted so far in this process.
+fn reads() -> (u64, u64) {
+    counts("apprd_s3_reads_total")
+}
+
+/// (direct, sdk) stats counted so far in this process.
+fn stats() -> (u64, u64) {
+    counts("apprd_s3_stats_total")
+}
+
+/// Put every key, read and stat each back; the bytes, sizes and etags must
+/// be the ones put.
 async fn round_trip(b: &S3Backend) {
     for (i, key) in KEYS.iter().enumerate() {
         let data = Bytes::from(format!("{{\"n\":{i},\"key\":{key:?}}}"));
@@ -52,20 +63,33 @@ async fn round_trip(b: &S3Backend) {
         assert_eq!(got, data, "{key}");
         assert_eq!(meta.etag, put.etag, "{key}");
         assert_eq!(meta.size, data.len() as u64, "{key}");
+        let stat = b.stat(key).await.unwrap().expect("stat of a key just put");
+        assert_eq!(stat.etag, put.etag, "{key}");
+        assert_eq!(stat.size, data.len() as u64, "{key}");
     }
     assert!(matches!(
         b.read("odd/missing key").await,
         Err(StoreError::NotFound)
     ));
+    assert!(b.stat("odd/missing key").await.unwrap().is_none());
 }
 
-/// [`round_trip`], with every read answered by the direct path.
+/// [`round_trip`], with every read and stat answered by the direct path.
 async fn round_trip_direct(b: &S3Backend) {
-    let before = reads();
+    let (reads_before, stats_before) = (reads(), stats());
     round_trip(b).await;
-    let after = reads();
-    assert_eq!(after.0 - before.0, KEYS.len() as u64 + 1, "direct reads");
-    assert_eq!(after.1, before.1, "no read went through the SDK");
+    let (reads_after, stats_after) = (reads(), stats());
+    let n = KEYS.len() as u64 + 1;
+    assert_eq!(reads_after.0 - reads_before.0, n, "direct reads");
+    assert_eq!(
+        reads_after.1, reads_before.1,
+        "no read went through the SDK"
+    );
+    assert_eq!(stats_after.0 - stats_before.0, n, "direct stats");
+    assert_eq!(
+        stats_after.1, stats_before.1,
+        "no stat went through the SDK"
+    );
 }
 
 #[tokio::test]
@@ -125,6 +149,19 @@ async fn an_answer_other_than_200_or_404_goes_to_the_sdk() {
         "the 503 was no answer of the direct path"
     );
     assert_eq!(after.1 - before.1, 1, "the SDK read it");
+
+    // The same for a stat: the direct HEAD meets a 503, the SDK answers.
+    let url = slow_down_once(endpoint().unwrap()).await;
+    let via = backend_at(&url, &bucket, "/pfx/").await;
+    let before = stats();
+    let meta = via.stat("k").await.unwrap().expect("k is there");
+    assert_eq!(meta.size, 5);
+    let after = stats();
+    assert_eq!(
+        after.0, before.0,
+        "the 503 was no answer of the direct path"
+    );
+    assert_eq!(after.1 - before.1, 1, "the SDK sent the HEAD");
 }
 
 /// A backend on a fresh bucket of the signature-checking server, signing
@@ -181,6 +218,12 @@ async fn direct_reads_are_signed_as_s3_checks_them() {
     let err = wrong.read(KEYS[0]).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     let after = reads();
+    assert_eq!(after.0, before.0);
+    assert_eq!(after.1 - before.1, 1);
+    let before = stats();
+    let err = wrong.stat(KEYS[0]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let after = stats();
     assert_eq!(after.0, before.0);
     assert_eq!(after.1 - before.1, 1);
 }

@@ -27,6 +27,7 @@ pub struct Metrics {
     storage_errors: IntCounterVec,
     storage_duration: HistogramVec,
     s3_reads: IntCounterVec,
+    s3_stats: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -101,6 +102,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Whole-object S3 reads, by who sent them: apprd's direct GET, or the SDK (direct reads off, or handed back).",
             &["path"],
         ),
+        s3_stats: counter(
+            &r,
+            "apprd_s3_stats_total",
+            "S3 HEADs (stats), by who sent them: apprd's direct HEAD, or the SDK (direct off, or handed back).",
+            &["path"],
+        ),
         registry: r,
     };
     m.registry
@@ -141,6 +148,11 @@ pub fn storage_op(backend: &str, op: &str, took: Duration, failed: bool) {
 /// Record one whole-object S3 read and the path that answered it.
 pub fn s3_read(path: &str) {
     METRICS.s3_reads.with_label_values(&[path]).inc();
+}
+
+/// Record one S3 stat (HEAD) and the path that answered it.
+pub fn s3_stat(path: &str) {
+    METRICS.s3_stats.with_label_values(&[path]).inc();
 }
 
 /// Every metric in the Prometheus text exposition format.

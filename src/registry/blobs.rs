@@ -37,17 +37,13 @@ impl Registry {
     /// Size of a blob `repo` may read.
     pub async fn stat_blob(&self, repo: &str, digest: &Digest) -> Result<u64> {
         self.check_repo(repo)?;
-        if self
-            .store
-            .stat(&layout::blob_link(repo, digest))
-            .await?
-            .is_none()
-        {
-            return Err(Error::BlobUnknown(digest.clone()));
-        }
-        match self.store.stat(&layout::blob(digest)).await? {
-            Some(m) => Ok(m.size),
-            None => Err(Error::BlobUnknown(digest.clone())),
+        // Both at once: on S3 each is a round trip.
+        let (link_key, blob_key) = (layout::blob_link(repo, digest), layout::blob(digest));
+        let (link, blob) =
+            tokio::try_join!(self.store.stat(&link_key), self.store.stat(&blob_key))?;
+        match (link, blob) {
+            (Some(_), Some(m)) => Ok(m.size),
+            _ => Err(Error::BlobUnknown(digest.clone())),
         }
     }
 
@@ -68,6 +64,17 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether `repo` may read the blob. Blobs are never deleted (only their
+    /// links are) and a link is written only after its blob, so the link
+    /// alone answers: one store request where [`Registry::stat_blob`] needs two.
+    pub(crate) async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        Ok(self
+            .store
+            .stat(&layout::blob_link(repo, digest))
+            .await?
+            .is_some())
+    }
+
     /// Make a blob readable in `repo` without uploading it again. With `from`,
     /// the blob must be readable there; without, it must exist anywhere.
     /// Returns false when there is nothing to mount.
@@ -79,16 +86,18 @@ impl Registry {
     ) -> Result<bool> {
         self.check_repo(repo)?;
         let source_ok = match from {
-            Some(from) if super::names::valid_repo(from) => {
-                self.stat_blob(from, digest).await.is_ok()
-            }
+            Some(from) if super::names::valid_repo(from) => self.has_blob(from, digest).await?,
             Some(_) => false,
             None => self.store.stat(&layout::blob(digest)).await?.is_some(),
         };
         if !source_ok {
             return Ok(false);
         }
-        self.link_blob(repo, digest).await?;
+        // Written without a stat first: clients HEAD a blob in the target
+        // before they ask to mount it, so the link is almost never there yet.
+        self.store
+            .put(&layout::blob_link(repo, digest), Bytes::new())
+            .await?;
         Ok(true)
     }
 }

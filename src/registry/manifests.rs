@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -154,6 +155,22 @@ fn parse_digest(d: &Descriptor) -> Result<Digest> {
         .map_err(|e| invalid(format!("descriptor digest {:?}: {e}", d.digest)))
 }
 
+/// The first of `digests`, in their order, that `present` finds missing.
+/// A few are checked at once: on S3 each check is a round trip.
+async fn first_missing<F, Fut>(digests: Vec<Digest>, present: F) -> Result<Option<Digest>>
+where
+    F: Fn(Digest) -> Fut,
+    Fut: std::future::Future<Output = Result<(Digest, bool)>>,
+{
+    let mut checks = stream::iter(digests.into_iter().map(present)).buffered(8);
+    while let Some(check) = checks.next().await {
+        if let (digest, false) = check? {
+            return Ok(Some(digest));
+        }
+    }
+    Ok(None)
+}
+
 impl Registry {
     /// Validate and store a manifest; point its tag(s) at it.
     pub async fn put_manifest(&self, req: PutManifest<'_>) -> Result<ManifestInfo> {
@@ -224,28 +241,39 @@ impl Registry {
             }
             let mut refs = vec![config];
             refs.extend(descriptors(&v, "layers")?);
+            let mut wanted = Vec::new();
             for d in &refs {
-                let digest = parse_digest(d)?;
                 let foreign = media::is_non_distributable(&d.media_type)
                     || d.urls.as_ref().is_some_and(|u| !u.is_empty());
-                if !foreign && self.stat_blob(req.repo, &digest).await.is_err() {
-                    return Err(Error::ManifestBlobUnknown(digest));
+                let digest = parse_digest(d)?;
+                if !foreign {
+                    wanted.push(digest);
                 }
+            }
+            let present = |d: Digest| async move {
+                let ok = self.has_blob(req.repo, &d).await?;
+                Ok((d, ok))
+            };
+            if let Some(missing) = first_missing(wanted, present).await? {
+                return Err(Error::ManifestBlobUnknown(missing));
             }
         } else if media::is_index(&media_type) {
             if v.get("manifests").map(|l| !l.is_array()).unwrap_or(true) {
                 return Err(invalid("an index needs a manifests array"));
             }
-            for d in descriptors(&v, "manifests")? {
-                let child = parse_digest(&d)?;
-                if self
+            let children = descriptors(&v, "manifests")?
+                .iter()
+                .map(parse_digest)
+                .collect::<Result<Vec<_>>>()?;
+            let present = |d: Digest| async move {
+                let link = self
                     .store
-                    .stat(&layout::manifest_link(req.repo, &child))
-                    .await?
-                    .is_none()
-                {
-                    return Err(Error::ManifestBlobUnknown(child));
-                }
+                    .stat(&layout::manifest_link(req.repo, &d))
+                    .await?;
+                Ok((d, link.is_some()))
+            };
+            if let Some(missing) = first_missing(children, present).await? {
+                return Err(Error::ManifestBlobUnknown(missing));
             }
         } else {
             return Err(invalid(format!(
@@ -254,8 +282,12 @@ impl Registry {
         }
 
         // Bytes first, then the link, then tags: a crash never leaves a pointer to nothing.
-        self.put_once(&layout::blob(&digest), req.body.clone())
-            .await?;
+        // Cached bytes were read from the store or written to it, and blobs are never deleted.
+        if self.manifest_cache.get(&digest).is_none() {
+            self.put_once(&layout::blob(&digest), req.body.clone())
+                .await?;
+            self.manifest_cache.insert(digest.clone(), req.body.clone());
+        }
         let size = req.body.len() as u64;
         let revision = Revision {
             media_type: media_type.clone(),
@@ -289,11 +321,15 @@ impl Registry {
             size,
             subject: subject.clone(),
         };
-        for t in tags {
-            self.write_json(&layout::tag(req.repo, t), &TagRecord::of(&info))
-                .await?;
-        }
-        self.mark_repo(req.repo).await?;
+        let tag_writes = async {
+            for t in tags {
+                self.write_json(&layout::tag(req.repo, t), &TagRecord::of(&info))
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        };
+        // The catalog marker does not wait for the tags: only listings read it.
+        tokio::try_join!(tag_writes, self.mark_repo(req.repo))?;
         Ok(info)
     }
 

@@ -28,10 +28,15 @@ pub struct Registry {
     /// every replica may keep them; whether a repository still holds a
     /// manifest is always read from the store, never from here.
     manifest_cache: Arc<quick_cache::sync::Cache<Digest, Bytes, ByteWeight>>,
+    /// Repositories whose catalog marker is known to be written. Markers are
+    /// never deleted, so what one replica saw stays true for all of them.
+    marked: Arc<quick_cache::sync::Cache<String, ()>>,
 }
 
 /// Bytes the manifest cache may hold.
 const MANIFEST_CACHE_BYTES: u64 = 16 << 20;
+/// Repository names the marker cache may hold.
+const MARKED_REPOS: usize = 65_536;
 
 #[derive(Clone)]
 struct ByteWeight;
@@ -82,6 +87,7 @@ impl Registry {
                 MANIFEST_CACHE_BYTES,
                 ByteWeight,
             )),
+            marked: Arc::new(quick_cache::sync::Cache::new(MARKED_REPOS)),
         }
     }
 
@@ -111,8 +117,12 @@ impl Registry {
     }
 
     async fn mark_repo(&self, repo: &str) -> Result<()> {
-        self.put_once(&layout::catalog_marker(repo), Bytes::new())
-            .await
+        if self.marked.get(repo).is_none() {
+            self.put_once(&layout::catalog_marker(repo), Bytes::new())
+                .await?;
+            self.marked.insert(repo.to_string(), ());
+        }
+        Ok(())
     }
 
     /// Write an object whose bytes never change (content-addressed bytes,

@@ -17,7 +17,7 @@
 //!   sends them. Every retried body is in memory (`Bytes`), so retries can
 //!   resend it; a streamed part is not retried by the SDK, the staging sends
 //!   it again from memory ([`staging`]).
-//! - whole-object reads go [`direct`] first (half the CPU of the SDK's
+//! - whole-object reads and stats go [`direct`] first (half the CPU of the SDK's
 //!   pipeline); what that path cannot answer within 5 s, or with 200/404,
 //!   the SDK sends again, with everything above.
 
@@ -479,6 +479,13 @@ impl Backend for S3Backend {
     }
 
     async fn stat(&self, key: &str) -> StoreResult<Option<Meta>> {
+        if let Some(direct) = self.direct().await {
+            if let Some(answer) = direct.head(&self.key(key)).await {
+                metrics::s3_stat("direct");
+                return answer;
+            }
+        }
+        metrics::s3_stat("sdk");
         match self.head(key).await? {
             Some(out) => Ok(Some(Meta {
                 size: out.content_length().unwrap_or(0).max(0) as u64,

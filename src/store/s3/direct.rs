@@ -1,16 +1,17 @@
-//! Whole-object reads without the SDK's per-request pipeline.
+//! Whole-object reads and stats (HEAD) without the SDK's per-request pipeline.
 //!
 //! Reads of small objects (tag records, revision links, manifests, channel
-//! records) are most of what a registry asks its store, and for them the SDK's
+//! records) and stats (a blob link before a mount, a marker before it is
+//! written) are most of what a registry asks its store, and for them the SDK's
 //! orchestrator (config layering, a dozen interceptors, endpoint rules, the
 //! user agent) costs more CPU than the rest of the request: a manifest GET by
 //! digest on Garage took about 165 µs of apprd's CPU through the SDK and 75 µs
-//! this way (`bench/results/s3.md`). This path signs the same GET with
+//! this way (`bench/results/s3.md`). This path signs the same GET or HEAD with
 //! `aws-sigv4`, the SDK's own signer, and sends it with hyper over pooled
 //! connections.
 //!
-//! It only answers 200 (the object) and 404 (missing, as the SDK path maps
-//! it). Anything else (403, throttling, 5xx, a timeout, a reset) goes back to the
+//! It only answers 200 (the object, or its size and etag) and 404 (missing,
+//! as the SDK path maps it). Anything else (403, throttling, 5xx, a timeout, a reset) goes back to the
 //! SDK, which retries, maps and logs it, so the store keeps one error path.
 //! The endpoint is whatever the SDK resolves (taken from a presigned URL);
 //! plain-HTTP endpoints only, HTTPS stays with the SDK (no TLS stack here).
@@ -56,6 +57,11 @@ pub struct DirectRead {
     credentials: SharedCredentialsProvider,
     identity: RwLock<Option<Identity>>,
     timeout: Duration,
+}
+
+/// A response header as text.
+fn header<'a, B>(res: &'a http::Response<B>, name: &str) -> Option<&'a str> {
+    res.headers().get(name)?.to_str().ok()
 }
 
 /// What a direct read answers: the object or `NotFound`; `None` when this
@@ -109,14 +115,20 @@ impl DirectRead {
             .flatten()
     }
 
+    /// HEAD the object at `key`: its size and etag, `Ok(None)` when it is
+    /// missing; `None` when the SDK must send the request.
+    pub async fn head(&self, key: &str) -> Option<StoreResult<Option<Meta>>> {
+        tokio::time::timeout(self.timeout, self.try_head(key))
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn try_get(&self, key: &str) -> Direct {
-        let url = format!("{}{}", self.base, utf8_percent_encode(key, KEY));
-        let mut req = http::Request::get(&url).body(Empty::new()).ok()?;
-        self.sign(&mut req).await?;
-        let res = self.http.request(req).await.ok()?;
+        let res = self.send(http::Method::GET, key).await?;
         match res.status().as_u16() {
             200 => {
-                let etag = res.headers().get("etag")?.to_str().ok()?.to_string();
+                let etag = header(&res, "etag")?.to_string();
                 let data = res.into_body().collect().await.ok()?.to_bytes();
                 let size = data.len() as u64;
                 Some(Ok((data, Meta { size, etag })))
@@ -127,13 +139,47 @@ impl DirectRead {
                 let _ = body.collect().await;
                 Some(Err(StoreError::NotFound))
             }
-            403 => {
-                // Maybe credentials that changed: fetch them again next time.
-                *self.identity.write().ok()? = None;
-                None
-            }
-            _ => None,
+            _ => self.hand_back(res.status()),
         }
+    }
+
+    async fn try_head(&self, key: &str) -> Option<StoreResult<Option<Meta>>> {
+        let res = self.send(http::Method::HEAD, key).await?;
+        match res.status().as_u16() {
+            200 => {
+                let etag = header(&res, "etag")?.to_string();
+                let size = header(&res, "content-length")?.parse().ok()?;
+                Some(Ok(Some(Meta { size, etag })))
+            }
+            404 => Some(Ok(None)),
+            _ => self.hand_back(res.status()),
+        }
+    }
+
+    /// Sign and send a body-less request for `key`; `None` when it failed
+    /// before an answer came (the SDK then tries).
+    async fn send(
+        &self,
+        method: http::Method,
+        key: &str,
+    ) -> Option<http::Response<hyper::body::Incoming>> {
+        let url = format!("{}{}", self.base, utf8_percent_encode(key, KEY));
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .body(Empty::new())
+            .ok()?;
+        self.sign(&mut req).await?;
+        self.http.request(req).await.ok()
+    }
+
+    /// An answer this path does not take: the SDK sends the request again.
+    fn hand_back<T>(&self, status: http::StatusCode) -> Option<T> {
+        if status == http::StatusCode::FORBIDDEN {
+            // Maybe credentials that changed: fetch them again next time.
+            *self.identity.write().ok()? = None;
+        }
+        None
     }
 
     /// Sign `req` as the SDK signs S3 requests (SigV4, single encoding, no
@@ -154,8 +200,13 @@ impl DirectRead {
             .ok()?
             .into();
         let uri = req.uri().to_string();
-        let signable =
-            SignableRequest::new("GET", &uri, std::iter::empty(), SignableBody::Bytes(&[])).ok()?;
+        let signable = SignableRequest::new(
+            req.method().as_str(),
+            &uri,
+            std::iter::empty(),
+            SignableBody::Bytes(&[]),
+        )
+        .ok()?;
         let (instructions, _) = sign(signable, &params).ok()?.into_parts();
         instructions.apply_to_request_http1x(req);
         Some(())

@@ -109,16 +109,18 @@ impl DirectRead {
 
     /// GET the object at `key` (the full key, prefix included).
     pub async fn get(&self, key: &str) -> Direct {
-        tokio::time::timeout(self.timeout, self.try_get(key))
-            .await
-            .ok()
-            .flatten()
+        self.within(self.try_get(key)).await
     }
 
     /// HEAD the object at `key`: its size and etag, `Ok(None)` when it is
     /// missing; `None` when the SDK must send the request.
     pub async fn head(&self, key: &str) -> Option<StoreResult<Option<Meta>>> {
-        tokio::time::timeout(self.timeout, self.try_head(key))
+        self.within(self.try_head(key)).await
+    }
+
+    /// `answer`, or `None` (the SDK's turn) when it takes longer than the timeout.
+    async fn within<T>(&self, answer: impl std::future::Future<Output = Option<T>>) -> Option<T> {
+        tokio::time::timeout(self.timeout, answer)
             .await
             .ok()
             .flatten()

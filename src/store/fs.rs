@@ -80,13 +80,28 @@ impl FsBackend {
             .join(uuid::Uuid::new_v4().to_string())
     }
 
+    /// Create `path`'s parent folders. Retried because a concurrent delete
+    /// prunes empty folders up to the root: one that lands between two of
+    /// `create_dir_all`'s steps fails it with NotFound, or with AlreadyExists
+    /// when the folder went between its mkdir and its check.
+    fn make_parent(path: &Path) -> io::Result<()> {
+        let Some(parent) = path.parent() else {
+            return Ok(());
+        };
+        let mut attempt = 0;
+        loop {
+            match std::fs::create_dir_all(parent) {
+                Err(e) if retryable(&e) && attempt < 8 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// Rename into place, creating parents; retried because a concurrent
     /// delete may prune the parent folder in between.
     fn install(from: &Path, to: &Path) -> io::Result<()> {
         for attempt in 0..3 {
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
+            Self::make_parent(to)?;
             match std::fs::rename(from, to) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
                 other => return other,
@@ -140,6 +155,13 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
         size: m.len(),
         etag: format!("{ino:x}-{mtime:x}-{:x}", m.len()),
     }
+}
+
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists
+    )
 }
 
 fn not_found(e: io::Error) -> StoreError {
@@ -287,9 +309,7 @@ impl Backend for FsBackend {
         let mut body = super::declared(body, len);
         let path = self.path(staged);
         let file = blocking(move || -> io::Result<Result<std::fs::File, u64>> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
+            Self::make_parent(&path)?;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -344,9 +364,7 @@ impl Backend for FsBackend {
         let (root, path, dest) = (self.root.clone(), self.path(staged), self.path(dest));
         blocking(move || {
             // An empty upload may never have touched the disk.
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
+            Self::make_parent(&path)?;
             std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -584,6 +602,31 @@ mod tests {
             out.extend_from_slice(&chunk.unwrap());
         }
         out
+    }
+
+    /// Writers in fresh folders beside deletes that prune their empty
+    /// siblings' parents (upload sessions, from 16 clients): a prune that
+    /// lands between two of `create_dir_all`'s mkdirs must not fail a write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writes_survive_concurrent_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = std::sync::Arc::new(FsBackend::open(dir.path()).await.unwrap());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    for _ in 0..300 {
+                        let key = layout::upload_session(&uuid::Uuid::new_v4().to_string());
+                        b.put(&key, Bytes::from_static(b"{}")).await?;
+                        b.delete(&key).await?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().expect("a write or delete failed");
+        }
     }
 
     /// Blobs are mapped, other files read: both give the same bytes, whole

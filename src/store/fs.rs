@@ -85,20 +85,21 @@ impl FsBackend {
     /// `create_dir_all`'s steps fails it with NotFound, or with AlreadyExists
     /// when the folder went between its mkdir and its check.
     fn make_parent(path: &Path) -> io::Result<()> {
+        use io::ErrorKind::{AlreadyExists, NotFound};
         let Some(parent) = path.parent() else {
             return Ok(());
         };
-        let mut attempt = 0;
-        loop {
+        for _ in 0..8 {
             match std::fs::create_dir_all(parent) {
-                Err(e) if retryable(&e) && attempt < 8 => attempt += 1,
+                Err(e) if matches!(e.kind(), NotFound | AlreadyExists) => continue,
                 other => return other,
             }
         }
+        std::fs::create_dir_all(parent)
     }
 
     /// Rename into place, creating parents; retried because a concurrent
-    /// delete may prune the parent folder in between.
+    /// delete may prune the parent folder after it was made.
     fn install(from: &Path, to: &Path) -> io::Result<()> {
         for attempt in 0..3 {
             Self::make_parent(to)?;
@@ -155,13 +156,6 @@ fn meta_of(m: &std::fs::Metadata) -> Meta {
         size: m.len(),
         etag: format!("{ino:x}-{mtime:x}-{:x}", m.len()),
     }
-}
-
-fn retryable(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists
-    )
 }
 
 fn not_found(e: io::Error) -> StoreError {

@@ -1,7 +1,8 @@
-//! Small S3 reads sent directly (signed with aws-sigv4, sent by hyper) and
-//! handed back to the SDK when the answer is not a plain 200 or 404
-//! (`src/store/s3/direct.rs`). The counters of `apprd_s3_reads_total` tell
-//! which path answered, so the tests of this binary take turns.
+//! Small S3 reads and blob streams sent directly (signed with aws-sigv4) and
+//! handed back to the SDK when the answer is not a plain 200, 206 or 404
+//! (`src/store/s3/direct.rs`, `src/store/s3/bulk.rs`). The counters of
+//! `apprd_s3_reads_total` and its siblings tell which path answered, so the
+//! tests of this binary take turns.
 //!
 //! On moto (`APPRD_TEST_S3_ENDPOINT`), which checks no signatures, and on
 //! s3s-fs (`APPRD_TEST_S3_SIGNED_ENDPOINT`, with the key pair in
@@ -12,10 +13,11 @@ mod s3_env;
 use std::time::Duration;
 
 use apprd::store::s3::{client, S3Backend};
-use apprd::store::{Backend, StoreError};
+use apprd::store::{Backend, ByteRange, StoreError};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use s3_env::{backend, backend_at, endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -162,6 +164,18 @@ async fn an_answer_other_than_200_or_404_goes_to_the_sdk() {
         "the 503 was no answer of the direct path"
     );
     assert_eq!(after.1 - before.1, 1, "the SDK sent the HEAD");
+
+    // And for a blob stream.
+    let url = slow_down_once(endpoint().unwrap()).await;
+    let via = backend_at(&url, &bucket, "/pfx/").await;
+    let before = streams();
+    assert_eq!(collect(&via, "k", None).await.unwrap(), b"value");
+    let after = streams();
+    assert_eq!(
+        after.0, before.0,
+        "the 503 was no answer of the direct path"
+    );
+    assert_eq!(after.1 - before.1, 1, "the SDK streamed it");
 }
 
 /// A backend on a fresh bucket of the signature-checking server, signing
@@ -230,4 +244,134 @@ async fn refused_by_sdk<T: std::fmt::Debug>(
     let after = counter();
     assert_eq!(after.0, before.0);
     assert_eq!(after.1 - before.1, 1);
+}
+
+/// (direct, sdk) blob streams counted so far in this process.
+fn streams() -> (u64, u64) {
+    counts("apprd_s3_streams_total")
+}
+
+/// `len` bytes that differ from one offset to the next.
+fn pattern(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// All of a store stream, or its first error.
+async fn collect(b: &S3Backend, key: &str, range: Option<ByteRange>) -> Result<Vec<u8>, String> {
+    let mut stream = b.get(key, range).await.map_err(|e| format!("{e:?}"))?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn blob_streams_go_direct_whole_and_in_ranges() {
+    let Some((b, _)) = backend(5 * 1024 * 1024).await else {
+        return;
+    };
+    // Not a multiple of the low-water mark: the last read must not wait for
+    // bytes that never come (it would stall, and fail, after 20 s).
+    let data = pattern(3 * 1024 * 1024 + 17);
+    b.put("blobs/big", data.clone()).await.unwrap();
+    b.put("blobs/small", Bytes::from_static(b"tiny"))
+        .await
+        .unwrap();
+    let _turn = TURN.lock().await;
+    let before = streams();
+    // Twice each: the second read may ride the connection the first one kept.
+    for _ in 0..2 {
+        assert!(collect(&b, "blobs/big", None).await.unwrap() == data[..]);
+        assert_eq!(collect(&b, "blobs/small", None).await.unwrap(), b"tiny");
+    }
+    let len = data.len() as u64;
+    for (start, end) in [(0, 0), (5, 1024 * 1024 + 3), (len - 10, len - 1)] {
+        let got = collect(&b, "blobs/big", Some(ByteRange { start, end }))
+            .await
+            .unwrap();
+        assert!(got == data[start as usize..=end as usize], "{start}-{end}");
+    }
+    assert_eq!(
+        collect(&b, "blobs/missing", None).await.unwrap_err(),
+        "NotFound"
+    );
+    let after = streams();
+    assert_eq!(after.0 - before.0, 8, "direct streams");
+    assert_eq!(after.1, before.1, "no stream went through the SDK");
+}
+
+/// A store that answers every GET with the head of a 1000-byte object and
+/// 10 bytes of it, then closes the connection or (with `stall`) goes silent.
+async fn cut_short(stall: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head).await;
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\netag: \"e\"\r\n\r\n0123456789",
+                    )
+                    .await;
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_blob_stream_cut_short_ends_in_an_error() {
+    let Some(e) = endpoint() else {
+        return;
+    };
+    s3_env::setup(&e);
+    for stall in [false, true] {
+        let via = backend_at(&cut_short(stall).await, "bucket", "").await;
+        let started = std::time::Instant::now();
+        let err = collect(&via, "k", None).await.unwrap_err();
+        let expected = if stall {
+            "stalled"
+        } else {
+            "closed the connection"
+        };
+        assert!(err.contains(expected), "{err}");
+        // A stall ends after the 20 s idle limit, not at the silent store's whim.
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+}
+
+#[tokio::test]
+async fn blob_streams_are_signed_as_s3_checks_them() {
+    let secret = std::env::var("APPRD_TEST_S3_SIGNED_SECRET").unwrap_or_default();
+    let Some((b, c)) = signed_backend(&secret).await else {
+        return;
+    };
+    let _ = c.create_bucket().bucket("signed").send().await;
+    let data = pattern(700 * 1024 + 1);
+    b.put("odd/a b+c%d/blob", data.clone()).await.unwrap();
+    let _turn = TURN.lock().await;
+    let before = streams();
+    assert!(collect(&b, "odd/a b+c%d/blob", None).await.unwrap() == data[..]);
+    let range = Some(ByteRange {
+        start: 1,
+        end: 300_000,
+    });
+    assert!(collect(&b, "odd/a b+c%d/blob", range).await.unwrap() == data[1..=300_000]);
+    let after = streams();
+    assert_eq!(
+        after.0 - before.0,
+        2,
+        "both streams went direct and were accepted"
+    );
+    assert_eq!(after.1, before.1);
 }

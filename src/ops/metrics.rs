@@ -28,6 +28,7 @@ pub struct Metrics {
     storage_duration: HistogramVec,
     s3_reads: IntCounterVec,
     s3_stats: IntCounterVec,
+    s3_streams: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -108,6 +109,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "S3 HEADs (stats), by who sent them: apprd's direct HEAD, or the SDK (direct off, or handed back).",
             &["path"],
         ),
+        s3_streams: counter(
+            &r,
+            "apprd_s3_streams_total",
+            "Streamed S3 reads (blobs), by who sent them: apprd's direct GET, or the SDK (direct off, or handed back).",
+            &["path"],
+        ),
         registry: r,
     };
     m.registry
@@ -153,6 +160,11 @@ pub fn s3_read(path: &str) {
 /// Record one S3 stat (HEAD) and the path that answered it.
 pub fn s3_stat(path: &str) {
     METRICS.s3_stats.with_label_values(&[path]).inc();
+}
+
+/// Record one streamed S3 read and the path that answered it.
+pub fn s3_stream(path: &str) {
+    METRICS.s3_streams.with_label_values(&[path]).inc();
 }
 
 /// Every metric in the Prometheus text exposition format.

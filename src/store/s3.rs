@@ -17,10 +17,13 @@
 //!   sends them. Every retried body is in memory (`Bytes`), so retries can
 //!   resend it; a streamed part is not retried by the SDK, the staging sends
 //!   it again from memory ([`staging`]).
+//! - blob streams go [`direct`] first too, read in large steps ([`bulk`]);
+//!   a body that stalls for 20 s ends in an error.
 //! - whole-object reads and stats go [`direct`] first (half the CPU of the SDK's
 //!   pipeline); what that path cannot answer within 5 s, or with 200/404,
 //!   the SDK sends again, with everything above.
 
+mod bulk;
 mod direct;
 mod staging;
 
@@ -160,7 +163,14 @@ impl S3Backend {
         self.direct
             .get_or_init(|| async {
                 let credentials = self.credentials.clone()?;
-                DirectRead::new(&self.client, credentials, &self.bucket, DIRECT_TIMEOUT).await
+                DirectRead::new(
+                    &self.client,
+                    credentials,
+                    &self.bucket,
+                    DIRECT_TIMEOUT,
+                    READ_TIMEOUT,
+                )
+                .await
             })
             .await
             .as_ref()
@@ -496,6 +506,13 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> StoreResult<ByteStream> {
+        if let Some(direct) = self.direct().await {
+            if let Some(answer) = direct.stream(&self.key(key), range).await {
+                metrics::s3_stream("direct");
+                return answer;
+            }
+        }
+        metrics::s3_stream("sdk");
         Ok(stream_of(self.fetch(key, range).await?.body))
     }
 

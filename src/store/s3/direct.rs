@@ -1,4 +1,5 @@
-//! Whole-object reads and stats (HEAD) without the SDK's per-request pipeline.
+//! Whole-object reads, stats (HEAD) and blob streams without the SDK's
+//! per-request pipeline.
 //!
 //! Reads of small objects (tag records, revision links, manifests, channel
 //! records) and stats (a blob link before a mount, a marker before it is
@@ -8,11 +9,13 @@
 //! digest on Garage took about 165 µs of apprd's CPU through the SDK and 75 µs
 //! this way (`bench/results/s3.md`). This path signs the same GET or HEAD with
 //! `aws-sigv4`, the SDK's own signer, and sends it with hyper over pooled
-//! connections.
+//! connections; blob streams go on connections of their own, read in large
+//! steps ([`super::bulk`]).
 //!
-//! It only answers 200 (the object, or its size and etag) and 404 (missing,
-//! as the SDK path maps it). Anything else (403, throttling, 5xx, a timeout, a reset) goes back to the
-//! SDK, which retries, maps and logs it, so the store keeps one error path.
+//! It only answers 200 (the object, or its size and etag), 206 (a range) and
+//! 404 (missing, as the SDK path maps it). Anything else (403, throttling,
+//! 5xx, a timeout, a reset) goes back to the SDK, which retries, maps and
+//! logs it, so the store keeps one error path.
 //! The endpoint is whatever the SDK resolves (taken from a presigned URL);
 //! plain-HTTP endpoints only, HTTPS stays with the SDK (no TLS stack here).
 
@@ -35,7 +38,8 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::super::{Meta, StoreError, StoreResult};
+use super::super::{ByteRange, ByteStream, Meta, StoreError, StoreResult};
+use super::bulk::Bulk;
 
 /// What S3 leaves unencoded in a key's path (RFC 3986 unreserved, and `/`).
 const KEY: &AsciiSet = &NON_ALPHANUMERIC
@@ -57,6 +61,8 @@ pub struct DirectRead {
     credentials: SharedCredentialsProvider,
     identity: RwLock<Option<Identity>>,
     timeout: Duration,
+    /// Streamed reads of blobs ([`super::bulk`]).
+    bulk: Bulk,
 }
 
 /// A response header as text.
@@ -77,6 +83,7 @@ impl DirectRead {
         credentials: SharedCredentialsProvider,
         bucket: &str,
         timeout: Duration,
+        stall: Duration,
     ) -> Option<Self> {
         let region = client.config().region()?.to_string();
         if bucket.ends_with("--x-s3") || bucket.starts_with("arn:") {
@@ -94,6 +101,7 @@ impl DirectRead {
         if !base.starts_with("http://") || !base.ends_with('/') {
             return None;
         }
+        let authority = base.parse::<http::Uri>().ok()?.authority()?.to_string();
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         connector.set_nodelay(true);
@@ -104,12 +112,45 @@ impl DirectRead {
             credentials,
             identity: RwLock::new(None),
             timeout,
+            bulk: Bulk::new(&authority, stall),
         })
     }
 
     /// GET the object at `key` (the full key, prefix included).
     pub async fn get(&self, key: &str) -> Direct {
         self.within(self.try_get(key)).await
+    }
+
+    /// Stream the object at `key`, or `range` of it ([`super::bulk`]).
+    pub async fn stream(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Option<StoreResult<ByteStream>> {
+        self.within(self.try_stream(key, range)).await
+    }
+
+    async fn try_stream(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Option<StoreResult<ByteStream>> {
+        let mut req = http::Request::get(self.url(key)).body(()).ok()?;
+        self.sign(&mut req).await?;
+        // The store reads the path from the request line, the host from `Host`;
+        // the range is not signed (as the SDK signs it, it need not be).
+        *req.uri_mut() = req.uri().path_and_query()?.as_str().parse().ok()?;
+        if let Some(r) = range {
+            let value = format!("bytes={}-{}", r.start, r.end).parse().ok()?;
+            req.headers_mut().insert(http::header::RANGE, value);
+        }
+        let answer = self.bulk.send(&req).await?;
+        match (answer.status, answer.body) {
+            (200, Some(body)) if range.is_none() => Some(Ok(body)),
+            (206, Some(body)) if range.is_some() => Some(Ok(body)),
+            (404, _) => Some(Err(StoreError::NotFound)),
+            (status, _) => self.hand_back(http::StatusCode::from_u16(status).ok()?),
+        }
     }
 
     /// HEAD the object at `key`: its size and etag, `Ok(None)` when it is
@@ -165,14 +206,18 @@ impl DirectRead {
         method: http::Method,
         key: &str,
     ) -> Option<http::Response<hyper::body::Incoming>> {
-        let url = format!("{}{}", self.base, utf8_percent_encode(key, KEY));
         let mut req = http::Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(self.url(key))
             .body(Empty::new())
             .ok()?;
         self.sign(&mut req).await?;
         self.http.request(req).await.ok()
+    }
+
+    /// The object's URL: the bucket's, then the key percent-encoded.
+    fn url(&self, key: &str) -> String {
+        format!("{}{}", self.base, utf8_percent_encode(key, KEY))
     }
 
     /// An answer this path does not take: the SDK sends the request again.
@@ -186,7 +231,7 @@ impl DirectRead {
 
     /// Sign `req` as the SDK signs S3 requests (SigV4, single encoding, no
     /// path normalisation, `x-amz-content-sha256` of the empty body).
-    async fn sign(&self, req: &mut http::Request<Empty<Bytes>>) -> Option<()> {
+    async fn sign<B>(&self, req: &mut http::Request<B>) -> Option<()> {
         let identity = self.identity().await?;
         let mut settings = SigningSettings::default();
         settings.percent_encoding_mode = PercentEncodingMode::Single;

@@ -1,9 +1,10 @@
 //! Streamed GETs of blobs on plain HTTP/1.1 connections, read in large steps.
 //!
 //! Why not hyper: a blob read through a general client wakes apprd for every
-//! few dozen KiB the store sends (about 35K wakeups per GiB from Garage), and
-//! on a small VM each wakeup of an idle vCPU costs the sender too: the store
-//! then moves fewer bytes per second (`bench/results/s3.md`). This reader
+//! few dozen KiB the store sends (through the SDK, 25K epoll waits and 10K
+//! reads per GiB from Garage; about 2K and 2.5K here), and on a small VM each
+//! wakeup of an idle vCPU costs the waker too: the store then moves fewer
+//! bytes per second (`bench/results/s3.md`). This reader
 //! asks the kernel, with `SO_RCVLOWAT`, to report the socket readable only
 //! once 256 KiB have come (or the rest of the body, which it knows from
 //! `Content-Length`: it never waits for bytes that will not come). A general

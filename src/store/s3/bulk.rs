@@ -40,9 +40,12 @@ const IDLE_FOR: Duration = Duration::from_secs(10);
 /// Kept connections, each with the time it was put back.
 type Idle = Arc<Mutex<Vec<(TcpStream, Instant)>>>;
 
-/// Connections to one store endpoint (`host:port`).
+/// Connections to one store endpoint.
 pub struct Bulk {
+    /// As the URL names it (and the signature signs it), for `Host`.
     authority: String,
+    /// `host:port`, the port filled in (80) where the URL leaves it out.
+    address: String,
     idle: Idle,
     /// The longest wait for the next bytes of a body.
     stall: Duration,
@@ -55,9 +58,15 @@ pub struct Answer {
 }
 
 impl Bulk {
-    pub fn new(authority: &str, stall: Duration) -> Self {
+    /// Connections to the plain-HTTP endpoint `authority` (`host[:port]`).
+    pub fn new(authority: &http::uri::Authority, stall: Duration) -> Self {
         Bulk {
             authority: authority.to_string(),
+            address: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            ),
             idle: Arc::new(Mutex::new(Vec::new())),
             stall,
         }
@@ -73,7 +82,7 @@ impl Bulk {
                 return Some(answer);
             }
         }
-        let conn = TcpStream::connect(&self.authority).await.ok()?;
+        let conn = TcpStream::connect(&self.address).await.ok()?;
         conn.set_nodelay(true).ok()?;
         self.exchange(conn, &wire).await.ok()
     }
@@ -254,5 +263,63 @@ impl Body {
         if idle.len() < MAX_IDLE {
             idle.push((self.conn, Instant::now()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(url: &str) -> Bulk {
+        let uri: http::Uri = url.parse().unwrap();
+        Bulk::new(uri.authority().unwrap(), Duration::from_secs(1))
+    }
+
+    #[test]
+    fn connects_to_port_80_when_the_url_names_none() {
+        let b = bulk("http://s3.example/bucket/");
+        assert_eq!(
+            (b.authority.as_str(), b.address.as_str()),
+            ("s3.example", "s3.example:80")
+        );
+        let b = bulk("http://[::1]:3900/bucket/");
+        assert_eq!(
+            (b.authority.as_str(), b.address.as_str()),
+            ("[::1]:3900", "[::1]:3900")
+        );
+    }
+
+    #[test]
+    fn sends_the_signed_headers_and_the_url_host() {
+        let b = bulk("http://bucket.s3.example:9000/");
+        let req = http::Request::get("/a%20b?x=1")
+            .header("x-amz-date", "20261203T000000Z")
+            .header("range", "bytes=0-9")
+            .body(())
+            .unwrap();
+        let wire = String::from_utf8(b.serialise(&req)).unwrap();
+        assert_eq!(
+            wire,
+            "GET /a%20b?x=1 HTTP/1.1\r\nhost: bucket.s3.example:9000\r\n\
+             x-amz-date: 20261203T000000Z\r\nrange: bytes=0-9\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn reads_a_head_of_known_length_only() {
+        let head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123";
+        let h = parse_head(head).unwrap().unwrap();
+        assert_eq!(
+            (h.status, h.len, h.length, h.keep_alive),
+            (206, head.len() - 4, Some(10), true)
+        );
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le")
+            .unwrap()
+            .is_none());
+        let chunked = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert_eq!(parse_head(chunked).unwrap().unwrap().length, None);
+        let close = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        assert!(!parse_head(close).unwrap().unwrap().keep_alive);
+        assert!(parse_head(b"garbage\r\n\r\n").is_err());
     }
 }

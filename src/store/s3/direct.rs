@@ -101,7 +101,7 @@ impl DirectRead {
         if !base.starts_with("http://") || !base.ends_with('/') {
             return None;
         }
-        let authority = base.parse::<http::Uri>().ok()?.authority()?.to_string();
+        let authority = base.parse::<http::Uri>().ok()?.authority()?.clone();
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         connector.set_nodelay(true);

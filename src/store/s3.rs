@@ -405,7 +405,7 @@ impl S3Backend {
             .get_object()
             .bucket(&self.bucket)
             .key(self.key(key))
-            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end)))
+            .set_range(range.map(range_header))
             .send()
             .await
             .map_err(|e| store_err("GetObject", key, e))
@@ -418,6 +418,11 @@ impl S3Backend {
             .await?
             .map(|out| out.last_modified().map(|t| t.secs()).unwrap_or(0)))
     }
+}
+
+/// A `Range` header's value for `r`, as both read paths send it.
+fn range_header(r: ByteRange) -> String {
+    format!("bytes={}-{}", r.start, r.end)
 }
 
 fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {

@@ -141,7 +141,7 @@ impl DirectRead {
         // the range is not signed (as the SDK signs it, it need not be).
         *req.uri_mut() = req.uri().path_and_query()?.as_str().parse().ok()?;
         if let Some(r) = range {
-            let value = format!("bytes={}-{}", r.start, r.end).parse().ok()?;
+            let value = super::range_header(r).parse().ok()?;
             req.headers_mut().insert(http::header::RANGE, value);
         }
         let answer = self.bulk.send(&req).await?;

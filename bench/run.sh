@@ -10,7 +10,7 @@
 # Each figure is the median of $RUNS runs with its min-max spread; the tables
 # (one per storage, with ratios apprd/peer) land in bench/results/.
 #
-#   bench/run.sh                     everything (90-120 min on 2 cores)
+#   bench/run.sh                     everything (90-150 min on 2 cores)
 #   QUICK=1 bench/run.sh             one short run of each row (a smoke test)
 #   STORAGES=filesystem SYSTEMS="apprd distribution" bench/run.sh
 #   WORKLOADS="lists" bench/run.sh   only some rows (startup and idle RSS always)

@@ -4,16 +4,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
+use futures_util::future::BoxFuture;
 
 use crate::config::{Config, StorageKind};
 use crate::registry::Registry;
 use crate::state::AppState;
 use crate::store::{fs::FsBackend, s3::S3Backend, Backend};
 
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
+/// A check the store must still pass; the server listens meanwhile.
+type PendingCheck = BoxFuture<'static, anyhow::Result<()>>;
+
+/// The store, and what is left to check of it. An S3 bucket is checked while
+/// the server already listens: the round trip would otherwise be most of
+/// apprd's start-up, and `/readyz` says when the store answers.
+pub async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Backend>, Option<PendingCheck>)> {
     match config.storage {
-        StorageKind::Filesystem => Ok(Arc::new(FsBackend::open(&config.root).await?)),
-        StorageKind::S3 => Ok(Arc::new(S3Backend::connect(&config.s3).await?)),
+        StorageKind::Filesystem => Ok((Arc::new(FsBackend::open(&config.root).await?), None)),
+        StorageKind::S3 => {
+            let s3 = Arc::new(S3Backend::open(&config.s3).await);
+            let check = s3.clone();
+            Ok((
+                s3,
+                Some(Box::pin(async move { check.check_bucket().await })),
+            ))
+        }
     }
 }
 
@@ -26,7 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let store = crate::store::instrumented::instrument(open_store(&config).await?);
+    let (store, check) = open_store(&config).await?;
+    let store = crate::store::instrumented::instrument(store);
     let registry = Registry::new(store, config.max_manifest_size);
     let state = web::Data::new(AppState::new(config.clone(), registry.clone()));
 
@@ -44,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     tracing::info!(listen = %config.listen, storage = ?config.storage, "apprd listening");
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(crate::ops::http::track))
@@ -58,7 +75,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .shutdown_timeout(config.shutdown_grace_secs)
     .bind(config.listen)?
-    .run()
-    .await?;
-    Ok(())
+    .run();
+
+    // A failed check stops the server, and apprd exits with its message.
+    let (failed, mut failure) = tokio::sync::oneshot::channel();
+    if let Some(check) = check {
+        let handle = server.handle();
+        tokio::spawn(async move {
+            if let Err(e) = check.await {
+                tracing::error!(error = %e, "storage check failed: stopping");
+                let _ = failed.send(e);
+                handle.stop(false).await;
+            }
+        });
+    }
+    server.await?;
+    match failure.try_recv() {
+        Ok(e) => Err(e),
+        Err(_) => Ok(()),
+    }
 }

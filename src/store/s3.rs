@@ -71,6 +71,8 @@ pub struct S3Backend {
     prefix: String,
     part_size: u64,
     credentials: Option<SharedCredentialsProvider>,
+    /// Named in startup errors.
+    endpoint: String,
     /// Set up on the first read, as it needs a presigned URL ([`direct`]).
     direct: tokio::sync::OnceCell<Option<DirectRead>>,
 }
@@ -155,6 +157,7 @@ impl S3Backend {
             },
             part_size,
             credentials,
+            endpoint: "its endpoint".into(),
             direct: tokio::sync::OnceCell::new(),
         }
     }
@@ -178,37 +181,45 @@ impl S3Backend {
 
     /// Connect with the AWS chain and check that the bucket exists.
     pub async fn connect(cfg: &S3Config) -> anyhow::Result<Self> {
+        let backend = Self::open(cfg).await;
+        backend.check_bucket().await?;
+        Ok(backend)
+    }
+
+    /// A backend with the AWS chain's client; nothing is sent yet.
+    pub async fn open(cfg: &S3Config) -> Self {
         let Sdk {
             client,
             credentials,
             endpoint,
         } = client(cfg.path_style).await;
-        let b = &cfg.bucket;
-        if let Err(e) = client.head_bucket().bucket(b).send().await {
-            match status(&e) {
-                Some(404) => anyhow::bail!(
-                    "S3 bucket {b:?} does not exist at {endpoint}; create it first (apprd never creates buckets)"
-                ),
-                Some(301) | Some(400) => anyhow::bail!(
-                    "S3 bucket {b:?} at {endpoint} answered {:?}: check AWS_REGION and --s3-path-style",
-                    status(&e)
-                ),
-                Some(403) => anyhow::bail!(
-                    "access to S3 bucket {b:?} at {endpoint} denied: check the AWS credentials"
-                ),
-                _ => anyhow::bail!(
-                    "cannot reach S3 bucket {b:?} at {endpoint}: {}",
-                    DisplayErrorContext(&e)
-                ),
-            }
+        let mut backend = Self::new(client, credentials, &cfg.bucket, &cfg.prefix, cfg.part_size);
+        backend.endpoint = endpoint;
+        backend
+    }
+
+    /// Fails with what to fix when the bucket is missing or out of reach.
+    pub async fn check_bucket(&self) -> anyhow::Result<()> {
+        let (b, endpoint) = (&self.bucket, &self.endpoint);
+        let Err(e) = self.client.head_bucket().bucket(b).send().await else {
+            return Ok(());
+        };
+        match status(&e) {
+            Some(404) => anyhow::bail!(
+                "S3 bucket {b:?} does not exist at {endpoint}; create it first (apprd never creates buckets)"
+            ),
+            Some(301) | Some(400) => anyhow::bail!(
+                "S3 bucket {b:?} at {endpoint} answered {:?}: check AWS_REGION and --s3-path-style",
+                status(&e)
+            ),
+            Some(403) => anyhow::bail!(
+                "access to S3 bucket {b:?} at {endpoint} denied: check the AWS credentials"
+            ),
+            _ => anyhow::bail!(
+                "cannot reach S3 bucket {b:?} at {endpoint}: {}",
+                DisplayErrorContext(&e)
+            ),
         }
-        Ok(Self::new(
-            client,
-            credentials,
-            b,
-            &cfg.prefix,
-            cfg.part_size,
-        ))
     }
 
     fn key(&self, key: &str) -> String {

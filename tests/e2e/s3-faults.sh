@@ -6,9 +6,19 @@
 # the OCI format within seconds, never hang; once the store is back the
 # registry is consistent (no half-written blob visible, committed data
 # intact, an interrupted chunked upload continues) and new pushes work.
+# First, apprd over a missing bucket must exit with a message naming it.
 source "$(dirname "$0")/../../scripts/lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 start_moto # always our own: this test cuts it off
+
+log "a missing bucket: apprd starts listening, then exits naming it"
+rc=0
+timeout 60 "$APPRD_BIN" serve --listen "127.0.0.1:$(free_port)" --storage s3 \
+  --s3-bucket apprd-no-such-bucket --s3-path-style true >"$WORK/no-bucket.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "apprd over a missing bucket exited $rc: $(cat "$WORK/no-bucket.log")"
+grep -q 'apprd listening' "$WORK/no-bucket.log" || fail "no listen line: $(cat "$WORK/no-bucket.log")"
+grep -q 'S3 bucket "apprd-no-such-bucket" does not exist' "$WORK/no-bucket.log" ||
+  fail "the missing bucket is not named: $(cat "$WORK/no-bucket.log")"
 moto_port=${MOTO_URL##*:}
 proxy_port=$(free_port)
 start_proxy() { # [slowdown]

@@ -78,20 +78,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .run();
 
     // A failed check stops the server, and apprd exits with its message.
-    let (failed, mut failure) = tokio::sync::oneshot::channel();
-    if let Some(check) = check {
-        let handle = server.handle();
-        tokio::spawn(async move {
-            if let Err(e) = check.await {
-                tracing::error!(error = %e, "storage check failed: stopping");
-                let _ = failed.send(e);
-                handle.stop(false).await;
-            }
-        });
-    }
-    server.await?;
-    match failure.try_recv() {
-        Ok(e) => Err(e),
-        Err(_) => Ok(()),
-    }
+    let stop = server.handle();
+    let checked = async {
+        let Some(check) = check else { return Ok(()) };
+        let result = check.await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "storage check failed: stopping");
+            stop.stop(false).await;
+        }
+        result
+    };
+    let (served, checked) = tokio::join!(server, checked);
+    checked?;
+    Ok(served?)
 }

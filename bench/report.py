@@ -124,10 +124,16 @@ def main():
     for path in args.earlier:
         before.update(load(path))
     earlier = {key for key in before if key not in rows}
-    # In the earlier runs' order, so the tables read as before; this run's rows win.
-    rows = collections.OrderedDict(
-        [(key, rows.get(key, data)) for key, data in before.items()]
-        + [(key, data) for key, data in rows.items() if key not in before])
+    # In the earlier runs' order, so the tables read as before; this run's rows
+    # win, and a row new to this run follows the row it followed here.
+    merged = [(key, rows.get(key, data)) for key, data in before.items()]
+    previous = None
+    for key, data in rows.items():
+        if key not in before:
+            at = next((i + 1 for i, (k, _) in enumerate(merged) if k == previous), len(merged))
+            merged.insert(at, (key, data))
+        previous = key
+    rows = collections.OrderedDict(merged)
 
     def titled(st, row):
         """A row's name, marked when it comes from an earlier run."""
@@ -140,7 +146,7 @@ def main():
         f"Machine: {machine()}. CPUs pinned with taskset: {args.cpus} (Garage shares the client's).",
         f"Each cell: median of {args.runs} runs (min–max); pulls: {args.pulls} per run. "
         f"Manifest load: {args.load_seconds} s per run. "
-        "Ratio = apprd / peer: above 1 is better for rows in …/s, below 1 for ms and MiB rows.",
+        "Ratio = apprd / peer: above 1 is better for rows in …/s, below 1 for ms, µs and MiB rows.",
         "Goal: throughput at least the best peer's, manifest req/s at least 3× Distribution's, "
         "RSS under half of Distribution's, startup and list times at most the best peer's "
         "(lists: among peers that paginate; docker-registry 2.8 ignores `n` on tags/list).",

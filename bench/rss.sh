@@ -23,3 +23,6 @@ peak_reset() {
     echo 5 >"/proc/$p/clear_refs" 2>/dev/null || log "cannot reset the peak RSS of $p: peaks may be overstated"
   done
 }
+
+# CPU time (user + system) a server has used so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

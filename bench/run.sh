@@ -69,6 +69,7 @@ now_ns() { date +%s%N; }
 
 # record STORAGE SYSTEM ROW VALUE: one measurement (the report takes medians).
 record() { printf '{"storage":"%s","system":"%s","row":"%s","value":%s}\n' "$1" "$2" "$3" "$4" >>"$RAW"; }
+CLK_TCK=$(getconf CLK_TCK)
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 source "$ROOT_DIR/bench/rss.sh"
@@ -290,7 +291,8 @@ bench_blobs() { # STORAGE SYSTEM
 }
 
 bench_manifests() { # STORAGE SYSTEM
-  local storage=$1 system=$2 digest method ref c r out
+  local storage=$1 system=$2 digest method ref c r out t0 t1 v
+  local -A cpu=()
   drive seed-tags --url "$SYS_URL" --repo bench/manifests --tags 1 >/dev/null
   digest=$(curl -sf -o /dev/null -w '%header{docker-content-digest}' \
     -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$SYS_URL/v2/bench/manifests/manifests/t00000")
@@ -302,13 +304,23 @@ bench_manifests() { # STORAGE SYSTEM
       [ "$ref" = digest ] && target=$digest
       for c in $CONCURRENCY; do
         for r in $(seq 1 "$RUNS"); do
+          t0=$(cpu_ticks "$SYS_PID")
           out=$(drive load --url "$SYS_URL/v2/bench/manifests/manifests/$target" --method "$method" \
             --concurrency "$c" --seconds "$LOAD_SECONDS") || fail "$system: manifest load failed"
+          t1=$(cpu_ticks "$SYS_PID")
+          cpu[$c]+=" $(echo "($t1 - $t0) * 1000000 / $CLK_TCK / $(json_field "$out" requests)" | bc -l)"
           record "$storage" "$system" "manifest $method by $ref, c=$c (req/s)" "$(json_field "$out" rps)"
           record "$storage" "$system" "manifest $method by $ref, c=$c p50 (ms)" "$(json_field "$out" p50_ms)"
           record "$storage" "$system" "manifest $method by $ref, c=$c p99 (ms)" "$(json_field "$out" p99_ms)"
         done
       done
+    done
+  done
+  # What a request cost the server, over every method and reference: apprd
+  # polls a little before it sleeps (src/ops/idle_poll.rs), which costs CPU.
+  for c in $CONCURRENCY; do
+    for v in ${cpu[$c]}; do
+      record "$storage" "$system" "server CPU per manifest request, c=$c (µs)" "$(printf '%.2f' "$v")"
     done
   done
   record "$storage" "$system" "peak RSS, manifest load (MiB)" "$(rss_mib "$SYS_PID" VmHWM)"

@@ -40,6 +40,9 @@ pub struct Config {
     pub upload_ttl_secs: u64,
     /// Seconds to finish in-flight requests after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Longest a worker polls for the next request before it sleeps, in
+    /// microseconds (adaptive, see `ops::idle_poll`); 0 turns it off.
+    pub idle_poll_us: u64,
     pub log_format: LogFormat,
 }
 
@@ -67,6 +70,7 @@ impl Default for Config {
             max_package_size: 1024 * 1024 * 1024,
             upload_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 30,
+            idle_poll_us: 200,
             log_format: LogFormat::Text,
         }
     }
@@ -127,6 +131,9 @@ pub struct Overrides {
     /// Grace period for in-flight requests on SIGTERM, in seconds [default: 30].
     #[arg(long, env = "APPRD_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Longest a worker polls for the next request before sleeping, in µs; 0 = off [default: 200].
+    #[arg(long, env = "APPRD_IDLE_POLL_US")]
+    pub idle_poll_us: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "APPRD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -172,6 +179,7 @@ impl Config {
         set!(c.max_package_size, o.max_package_size);
         set!(c.upload_ttl_secs, o.upload_ttl_secs);
         set!(c.shutdown_grace_secs, o.shutdown_grace_secs);
+        set!(c.idle_poll_us, o.idle_poll_us);
         set!(c.log_format, o.log_format);
         c.validate()?;
         Ok(c)

@@ -61,7 +61,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     tracing::info!(listen = %config.listen, storage = ?config.storage, "apprd listening");
+    let idle_poll = Duration::from_micros(config.idle_poll_us);
     let server = HttpServer::new(move || {
+        crate::ops::idle_poll::start(idle_poll);
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(crate::ops::http::track))

@@ -276,6 +276,57 @@ async fn metrics_after_known_traffic() {
     assert!(!m.contains("team/app"), "{m}");
 }
 
+/// CPU time the process has used so far, in clock ticks (utime + stime).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Send `n` requests one after another on one connection.
+async fn sequential_requests(s: &Server, n: usize) {
+    let client = reqwest::Client::new();
+    for _ in 0..n {
+        let r = client.get(s.url("/v2/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+}
+
+const POLLING: &str = "apprd_worker_wakeups_total{waiting=\"polling\"}";
+
+/// Requests that follow each other closely find their worker still polling
+/// (src/ops/idle_poll.rs); once they stop, so does the polling.
+#[tokio::test]
+async fn workers_poll_between_close_requests_and_stop_when_idle() {
+    // A window long enough for a debug build's gaps too; 200 µs by default.
+    let s = Server::fresh(&["--idle-poll-us", "5000"]).await;
+    sequential_requests(&s, 1000).await;
+    let m = s.metrics().await;
+    let caught = sample(&m, POLLING).unwrap_or(0.0);
+    assert!(caught > 0.0, "no request caught while polling:\n{m}");
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = cpu_ticks(s.child.id());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_ticks(s.child.id()) - before;
+    // A worker that kept polling would use the whole second (100 ticks).
+    assert!(
+        used <= 5,
+        "idle apprd used {used} ticks of CPU in one second"
+    );
+
+    let off = Server::fresh(&["--idle-poll-us", "0"]).await;
+    sequential_requests(&off, 200).await;
+    let m = off.metrics().await;
+    assert_eq!(
+        sample(&m, POLLING).unwrap_or(0.0),
+        0.0,
+        "polling is off:\n{m}"
+    );
+}
+
 #[tokio::test]
 async fn request_ids_and_no_secrets_in_logs() {
     let s = Server::fresh(&["--log-format", "json"]).await;

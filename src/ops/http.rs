@@ -73,6 +73,7 @@ struct Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
+        super::idle_poll::request_done();
         let m = &*METRICS;
         m.requests
             .with_label_values(&[&*self.route, self.method, self.status.as_str()])
@@ -138,6 +139,7 @@ pub async fn track(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<Counted>, Error> {
+    super::idle_poll::request_started();
     let start = Instant::now();
     let route = req.extensions().get::<RouteLabel>().cloned();
     let route = route.map_or_else(|| route_label(req.request()), |r| r.0);

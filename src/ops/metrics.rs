@@ -29,6 +29,7 @@ pub struct Metrics {
     s3_reads: IntCounterVec,
     s3_stats: IntCounterVec,
     s3_streams: IntCounterVec,
+    worker_wakeups: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -115,6 +116,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Streamed S3 reads (blobs), by who sent them: apprd's direct GET, or the SDK (direct off, or handed back).",
             &["path"],
         ),
+        worker_wakeups: counter(
+            &r,
+            "apprd_worker_wakeups_total",
+            "Requests that found their worker idle, by how it waited: still polling (see --idle-poll-us) or asleep.",
+            &["waiting"],
+        ),
         registry: r,
     };
     m.registry
@@ -165,6 +172,12 @@ pub fn s3_stat(path: &str) {
 /// Record one streamed S3 read and the path that answered it.
 pub fn s3_stream(path: &str) {
     METRICS.s3_streams.with_label_values(&[path]).inc();
+}
+
+/// Record a request that found its worker idle, and whether it was still polling.
+pub fn worker_wakeup(polling: bool) {
+    let waiting = if polling { "polling" } else { "asleep" };
+    METRICS.worker_wakeups.with_label_values(&[waiting]).inc();
 }
 
 /// Every metric in the Prometheus text exposition format.

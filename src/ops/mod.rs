@@ -2,6 +2,7 @@
 //! request metrics and spans, log and trace set-up.
 
 pub mod http;
+pub mod idle_poll;
 pub mod metrics;
 pub mod telemetry;
 

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
 
+use super::idle_poll::InFlight;
 use super::metrics::METRICS;
 use crate::oci::Route;
 
@@ -69,11 +70,12 @@ struct Record {
     status: StatusCode,
     start: Instant,
     bytes: u64,
+    /// Dropped after the metrics are recorded.
+    _in_flight: InFlight,
 }
 
 impl Drop for Record {
     fn drop(&mut self) {
-        super::idle_poll::request_done();
         let m = &*METRICS;
         m.requests
             .with_label_values(&[&*self.route, self.method, self.status.as_str()])
@@ -139,7 +141,7 @@ pub async fn track(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<Counted>, Error> {
-    super::idle_poll::request_started();
+    let in_flight = super::idle_poll::request_started();
     let start = Instant::now();
     let route = req.extensions().get::<RouteLabel>().cloned();
     let route = route.map_or_else(|| route_label(req.request()), |r| r.0);
@@ -171,6 +173,7 @@ pub async fn track(
         status: StatusCode::INTERNAL_SERVER_ERROR,
         start,
         bytes: 0,
+        _in_flight: in_flight,
     };
     let mut res = match result {
         Ok(res) => res,

@@ -6,12 +6,15 @@
 //! `haltpoll` idle driver answer this the same way: spin briefly before
 //! sleeping, and only as long as spinning keeps catching work.
 //!
-//! Each worker keeps a poll window. After a request, the worker keeps
-//! polling its sockets (a task that yields, so the runtime checks them
-//! without blocking) until the window has passed. When requests come back
-//! within the longest window but after the current one, the window doubles;
-//! when they come back later than the longest window, it halves, down to
-//! zero. A worker serving isolated requests spins for nothing.
+//! Each worker keeps a poll window. Once its last request in flight is
+//! done, the worker keeps polling its sockets (a task that yields, so the
+//! runtime checks them without blocking) until the window has passed. When
+//! requests come back within the longest window but after the current one,
+//! the window doubles; when they come back later than the longest window,
+//! it halves, down to zero. A worker serving isolated requests spins for
+//! nothing, and a worker with requests in flight does not spin: it waits on
+//! its storage, and a spinning vCPU can slow its hyperthread sibling, where
+//! the storage may be running.
 
 use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
@@ -26,7 +29,9 @@ struct Poller {
     /// Longest window; zero turns polling off.
     max: Duration,
     window: Cell<Duration>,
-    /// When the worker last finished a request.
+    /// Requests in flight on this worker.
+    in_flight: Cell<usize>,
+    /// Since when the worker has had no request in flight.
     idle_since: Cell<Option<Instant>>,
     wake: Notify,
 }
@@ -48,6 +53,7 @@ pub fn start(max: Duration) {
     let p = Rc::new(Poller {
         max,
         window: Cell::new(Duration::ZERO),
+        in_flight: Cell::new(0),
         idle_since: Cell::new(None),
         wake: Notify::new(),
     });
@@ -55,18 +61,41 @@ pub fn start(max: Duration) {
     tokio::task::spawn_local(spin(p));
 }
 
-/// A request reached this worker: adapt the window to the idle gap before it.
-pub fn request_started() {
+/// A request in flight on this worker, until dropped (its response sent,
+/// or the request abandoned).
+pub struct InFlight(Option<Rc<Poller>>);
+
+/// A request reached this worker: if it was idle, adapt the window to the
+/// idle gap before the request.
+pub fn request_started() -> InFlight {
     let Some(p) = poller() else {
-        return;
+        return InFlight(None);
     };
-    let Some(since) = p.idle_since.take() else {
-        return; // the worker was busy with another request
-    };
-    let gap = since.elapsed();
-    let window = p.window.get();
-    super::metrics::worker_wakeup(gap <= window);
-    p.window.set(next_window(window, gap, p.max));
+    if let Some(since) = p.idle_since.take() {
+        let gap = since.elapsed();
+        let window = p.window.get();
+        super::metrics::worker_wakeup(gap <= window);
+        p.window.set(next_window(window, gap, p.max));
+    }
+    p.in_flight.set(p.in_flight.get() + 1);
+    InFlight(Some(p))
+}
+
+/// The last request in flight is done: poll for the next one for a window.
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(p) = self.0.take() else {
+            return;
+        };
+        let left = p.in_flight.get() - 1;
+        p.in_flight.set(left);
+        if left == 0 {
+            p.idle_since.set(Some(Instant::now()));
+            if !p.window.get().is_zero() {
+                p.wake.notify_one();
+            }
+        }
+    }
 }
 
 /// The window after an idle gap of `gap`: kept when polling caught the
@@ -81,17 +110,6 @@ fn next_window(window: Duration, gap: Duration, max: Duration) -> Duration {
         Duration::ZERO
     } else {
         window / 2
-    }
-}
-
-/// A response was sent: poll for the next request for one window.
-pub fn request_done() {
-    let Some(p) = poller() else {
-        return;
-    };
-    p.idle_since.set(Some(Instant::now()));
-    if !p.window.get().is_zero() {
-        p.wake.notify_one();
     }
 }
 

@@ -15,7 +15,7 @@
 #   STORAGES=filesystem SYSTEMS="apprd distribution" bench/run.sh
 #   WORKLOADS="lists" bench/run.sh   only some rows (startup and idle RSS always)
 # Workloads: blobs (push, pull), manifests, small (images), lists, appr,
-# pulls (every system at once, pulls taken in turn), limits (the machine's).
+# pulls and pushes (every system at once, taken in turn), limits (the machine's).
 #
 # The server runs on CPU $SERVER_CPU, the client (and Garage) on $CLIENT_CPU.
 # Needs `scripts/tools.sh bench`.
@@ -35,8 +35,8 @@ SMALL_IMAGES=${SMALL_IMAGES:-200}
 APPR_MIB=${APPR_MIB:-1 10 100}
 STORAGES=${STORAGES:-filesystem s3}
 SYSTEMS=${SYSTEMS:-apprd distribution docker-registry}
-# Which workloads run (all by default): blobs manifests small lists appr pulls limits
-WORKLOADS=${WORKLOADS:-blobs manifests small lists appr pulls limits}
+# Which workloads run (all by default): blobs manifests small lists appr pulls pushes limits
+WORKLOADS=${WORKLOADS:-blobs manifests small lists appr pulls pushes limits}
 # A partial run can be completed from earlier raw lines (report.py --earlier):
 # EARLIER="bench/results/raw.jsonl ..." EARLIER_APPRD="what made them";
 # RAW_NAME is the name this run's own raw lines get in bench/results/.
@@ -439,6 +439,39 @@ bench_pulls_interleaved() {
   if [ "$storage" = s3 ]; then stop_garage; fi
 }
 
+# bench_pushes_interleaved STORAGE: every system at once over one store, each
+# run's pushes taken in turn, system by system (the first system changes from
+# run to run), so that drift in the disk or the page cache between blocks of
+# bench_blobs does not land in a ratio: a 1 GiB push on a VM moves by 1.8x
+# with the pages its writes land on.
+bench_pushes_interleaved() {
+  local storage=$1 mib r i system
+  local -A urls=()
+  local -a systems=($SYSTEMS) pids=()
+  log "pushes, systems interleaved, on $storage"
+  fresh_store "$storage"
+  for system in "${systems[@]}"; do
+    start_system "$system" "$storage"
+    urls[$system]=$SYS_URL
+    pids+=("$SYS_PID")
+  done
+  for mib in $SIZES_MIB; do
+    for r in $(seq 1 "$RUNS"); do
+      for i in "${!systems[@]}"; do
+        system=${systems[$(((i + r) % ${#systems[@]}))]}
+        SYS_URL=${urls[$system]}
+        blob_inputs "$mib" "$r"
+        push_file "$storage" "$system" "push ${mib} MiB monolithic, systems in turn (MiB/s)" "$BLOB_A" turn/mono
+        push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB, systems in turn (MiB/s)" "$BLOB_B" turn/chunked --chunk-mib "$CHUNK_MIB"
+        drop_blob_inputs
+      done
+    done
+  done
+  for SYS_PID in "${pids[@]}"; do stop_system; done
+  for system in "${systems[@]}"; do rm -rf "$WORK/$system-$storage/data"; done
+  if [ "$storage" = s3 ]; then stop_garage; fi
+}
+
 # ---------------------------------------------------------------------------
 # The machine's limits, on the same bytes and disk
 # ---------------------------------------------------------------------------
@@ -564,6 +597,7 @@ for storage in $STORAGES; do
   done
   stop_garage
   if wants pulls; then bench_pulls_interleaved "$storage"; fi
+  if wants pushes; then bench_pushes_interleaved "$storage"; fi
 done
 
 mkdir -p "$RESULTS"

@@ -69,7 +69,6 @@ now_ns() { date +%s%N; }
 
 # record STORAGE SYSTEM ROW VALUE: one measurement (the report takes medians).
 record() { printf '{"storage":"%s","system":"%s","row":"%s","value":%s}\n' "$1" "$2" "$3" "$4" >>"$RAW"; }
-CLK_TCK=$(getconf CLK_TCK)
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 source "$ROOT_DIR/bench/rss.sh"
@@ -304,11 +303,11 @@ bench_manifests() { # STORAGE SYSTEM
       [ "$ref" = digest ] && target=$digest
       for c in $CONCURRENCY; do
         for r in $(seq 1 "$RUNS"); do
-          t0=$(cpu_ticks "$SYS_PID")
+          t0=$(cpu_us "$SYS_PID")
           out=$(drive load --url "$SYS_URL/v2/bench/manifests/manifests/$target" --method "$method" \
             --concurrency "$c" --seconds "$LOAD_SECONDS") || fail "$system: manifest load failed"
-          t1=$(cpu_ticks "$SYS_PID")
-          cpu[$c]+=" $(echo "($t1 - $t0) * 1000000 / $CLK_TCK / $(json_field "$out" requests)" | bc -l)"
+          t1=$(cpu_us "$SYS_PID")
+          cpu[$c]+=" $(echo "($t1 - $t0) / $(json_field "$out" requests)" | bc -l)"
           record "$storage" "$system" "manifest $method by $ref, c=$c (req/s)" "$(json_field "$out" rps)"
           record "$storage" "$system" "manifest $method by $ref, c=$c p50 (ms)" "$(json_field "$out" p50_ms)"
           record "$storage" "$system" "manifest $method by $ref, c=$c p99 (ms)" "$(json_field "$out" p99_ms)"
@@ -404,22 +403,39 @@ bench_appr() { # STORAGE SYSTEM
 # Garage), a fresh blob of each size pushed to each, then pulls taken in
 # turn, system by system. Rows measured in blocks, one system after the
 # other, carry whatever drifts between blocks; these do not.
+# start_all STORAGE: every system at once over one fresh store; their URLs
+# in ALL_URLS by system. stop_all STORAGE stops them and clears the store.
+declare -A ALL_URLS=()
+ALL_PIDS=()
+start_all() {
+  local system
+  fresh_store "$1"
+  ALL_URLS=() ALL_PIDS=()
+  for system in $SYSTEMS; do
+    start_system "$system" "$1"
+    ALL_URLS[$system]=$SYS_URL
+    ALL_PIDS+=("$SYS_PID")
+  done
+}
+stop_all() {
+  local system
+  for SYS_PID in "${ALL_PIDS[@]}"; do stop_system; done
+  for system in $SYSTEMS; do rm -rf "$WORK/$system-$1/data"; done
+  if [ "$1" = s3 ]; then stop_garage; fi
+}
+
 bench_pulls_interleaved() {
   local storage=$1 mib r system blob
-  local -A urls=() pids=() digests=()
+  local -A digests=()
   log "pulls, systems interleaved, on $storage"
-  fresh_store "$storage"
-  for system in $SYSTEMS; do
-    start_system "$system" "$storage"
-    urls[$system]=$SYS_URL pids[$system]=$SYS_PID
-  done
+  start_all "$storage"
   for mib in $SIZES_MIB; do
     drop_caches
     for system in $SYSTEMS; do
       blob=$WORK/pull-$mib-$system
       make_blob "$blob" "$mib" "pull-$mib-$system"
       digests[$system]=sha256:$(cat "$blob.sha256")
-      drive push --url "${urls[$system]}" --repo "pulls/$system" --file "$blob" --digest "${digests[$system]}" >/dev/null ||
+      drive push --url "${ALL_URLS[$system]}" --repo "pulls/$system" --file "$blob" --digest "${digests[$system]}" >/dev/null ||
         fail "$system: push for the pulls failed"
       rm -f "$blob" "$blob.sha256"
     done
@@ -427,16 +443,12 @@ bench_pulls_interleaved() {
       for _ in $(seq 1 "$PULLS"); do
         for system in $SYSTEMS; do
           curl_rate "$storage" "$system" "pull ${mib} MiB, systems in turn (MiB/s)" "$mib" \
-            "${urls[$system]}/v2/pulls/$system/blobs/${digests[$system]}"
+            "${ALL_URLS[$system]}/v2/pulls/$system/blobs/${digests[$system]}"
         done
       done
     done
   done
-  for system in $SYSTEMS; do
-    SYS_PID=${pids[$system]} stop_system
-    rm -rf "$WORK/$system-$storage/data"
-  done
-  if [ "$storage" = s3 ]; then stop_garage; fi
+  stop_all "$storage"
 }
 
 # bench_pushes_interleaved STORAGE: every system at once over one store, each
@@ -446,20 +458,14 @@ bench_pulls_interleaved() {
 # with the pages its writes land on.
 bench_pushes_interleaved() {
   local storage=$1 mib r i system
-  local -A urls=()
-  local -a systems=($SYSTEMS) pids=()
+  local -a systems=($SYSTEMS)
   log "pushes, systems interleaved, on $storage"
-  fresh_store "$storage"
-  for system in "${systems[@]}"; do
-    start_system "$system" "$storage"
-    urls[$system]=$SYS_URL
-    pids+=("$SYS_PID")
-  done
+  start_all "$storage"
   for mib in $SIZES_MIB; do
     for r in $(seq 1 "$RUNS"); do
       for i in "${!systems[@]}"; do
         system=${systems[$(((i + r) % ${#systems[@]}))]}
-        SYS_URL=${urls[$system]}
+        SYS_URL=${ALL_URLS[$system]}
         blob_inputs "$mib" "$r"
         push_file "$storage" "$system" "push ${mib} MiB monolithic, systems in turn (MiB/s)" "$BLOB_A" turn/mono
         push_file "$storage" "$system" "push ${mib} MiB chunked ${CHUNK_MIB} MiB, systems in turn (MiB/s)" "$BLOB_B" turn/chunked --chunk-mib "$CHUNK_MIB"
@@ -467,9 +473,7 @@ bench_pushes_interleaved() {
       done
     done
   done
-  for SYS_PID in "${pids[@]}"; do stop_system; done
-  for system in "${systems[@]}"; do rm -rf "$WORK/$system-$storage/data"; done
-  if [ "$storage" = s3 ]; then stop_garage; fi
+  stop_all "$storage"
 }
 
 # ---------------------------------------------------------------------------

@@ -276,14 +276,6 @@ async fn metrics_after_known_traffic() {
     assert!(!m.contains("team/app"), "{m}");
 }
 
-/// CPU time the process has used so far, in clock ticks (utime + stime).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
 /// Send `n` requests one after another on one connection.
 async fn sequential_requests(s: &Server, n: usize) {
     let client = reqwest::Client::new();
@@ -308,13 +300,14 @@ async fn workers_poll_between_close_requests_and_stop_when_idle() {
     assert!(caught > 0.0, "no request caught while polling:\n{m}");
 
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = cpu_ticks(s.child.id());
+    let cpu = |m: &str| sample(m, "process_cpu_seconds_total").expect("process metrics");
+    let before = cpu(&s.metrics().await);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let used = cpu_ticks(s.child.id()) - before;
-    // A worker that kept polling would use the whole second (100 ticks).
+    let used = cpu(&s.metrics().await) - before;
+    // A worker that kept polling would use the whole second.
     assert!(
-        used <= 5,
-        "idle apprd used {used} ticks of CPU in one second"
+        used <= 0.05,
+        "idle apprd used {used} s of CPU in one second"
     );
 
     let off = Server::fresh(&["--idle-poll-us", "0"]).await;

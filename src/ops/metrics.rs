@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets in seconds: from small manifest reads to long blob uploads.
@@ -29,7 +30,9 @@ pub struct Metrics {
     s3_reads: IntCounterVec,
     s3_stats: IntCounterVec,
     s3_streams: IntCounterVec,
-    worker_wakeups: IntCounterVec,
+    /// `apprd_worker_wakeups_total`, resolved once: counted on every request
+    /// that finds its worker idle. `[asleep, polling]`.
+    worker_wakeups: [IntCounter; 2],
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -116,12 +119,15 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Streamed S3 reads (blobs), by who sent them: apprd's direct GET, or the SDK (direct off, or handed back).",
             &["path"],
         ),
-        worker_wakeups: counter(
-            &r,
-            "apprd_worker_wakeups_total",
-            "Requests that found their worker idle, by how it waited: still polling (see --idle-poll-us) or asleep.",
-            &["waiting"],
-        ),
+        worker_wakeups: {
+            let c = counter(
+                &r,
+                "apprd_worker_wakeups_total",
+                "Requests that found their worker idle, by how it waited: still polling (see --idle-poll-us) or asleep.",
+                &["waiting"],
+            );
+            ["asleep", "polling"].map(|w| c.with_label_values(&[w]))
+        },
         registry: r,
     };
     m.registry
@@ -176,8 +182,7 @@ pub fn s3_stream(path: &str) {
 
 /// Record a request that found its worker idle, and whether it was still polling.
 pub fn worker_wakeup(polling: bool) {
-    let waiting = if polling { "polling" } else { "asleep" };
-    METRICS.worker_wakeups.with_label_values(&[waiting]).inc();
+    METRICS.worker_wakeups[usize::from(polling)].inc();
 }
 
 /// Every metric in the Prometheus text exposition format.

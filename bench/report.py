@@ -205,8 +205,11 @@ def main():
                 continue
             a = statistics.median(data["apprd"])
             if row.startswith("push") and sha and write:
-                # A push must hash and store every byte: on one core the two
-                # costs add up, so the serial figure is the reachable one.
+                # A push must hash and store every byte. A plain tool on one
+                # core does one then the other (the serial figures); a push
+                # that writes past the page cache (apprd on a filesystem)
+                # leaves the disk working beside the hash and can pass them,
+                # but never min(SHA-256, write).
                 serials = [(f"SHA-256 then {wname}, one core", write)]
                 here = max((w for w in map(limits.get, in_place_rows(storage, row)) if w), default=None)
                 if here:

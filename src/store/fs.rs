@@ -481,9 +481,12 @@ impl StageFile {
             if let (Some(direct), true) = (&self.direct, aligned > 0) {
                 match direct.write_all_at(&block[..aligned], pos) {
                     Ok(()) => done = aligned,
-                    // Opened, but refused for this file or device: stay buffered.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.direct = None,
-                    Err(e) => return Err(e),
+                    // Opened but refused (EINVAL for this device's alignment,
+                    // EOPNOTSUPP on some stacked filesystems): the block and
+                    // the rest of the upload go buffered, and an error that
+                    // is not about direct writes (ENOSPC) comes back from
+                    // the buffered write.
+                    Err(_) => self.direct = None,
                 }
             }
         }
@@ -838,5 +841,24 @@ mod tests {
             at = end;
         }
         assert!(collect(b.stage_read(&s).await.unwrap()).await == all);
+    }
+
+    /// A direct write that fails (here a descriptor not open for writing)
+    /// leaves the block, and the rest of the upload, to buffered writes.
+    #[test]
+    fn a_refused_direct_write_falls_back_to_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staged");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut staged = StageFile {
+            file,
+            direct: Some(std::fs::File::open(&path).unwrap()),
+        };
+        let mut block = Block::new();
+        let data: Vec<u8> = (0..WRITE_BLOCK).map(|i| (i % 241) as u8).collect();
+        assert_eq!(block.fill(&data), WRITE_BLOCK);
+        staged.write_at(block.bytes(), 0).unwrap();
+        assert!(staged.direct.is_none());
+        assert!(std::fs::read(&path).unwrap() == data);
     }
 }

@@ -89,6 +89,11 @@ def machine():
     return f"{os.cpu_count()} × {model}, {mem} GiB RAM, Linux {platform.release()}, /tmp on {fs}"
 
 
+def best_of(limits, names):
+    """The best of the limit rows `names` that were measured, or None."""
+    return max((limits[n] for n in names if limits.get(n)), default=None)
+
+
 def in_place_rows(storage, push_row):
     """The machine rows of the plain writes made where `push_row`'s push
     writes (bench/run.sh in_place_limits): on the filesystem through the page
@@ -194,9 +199,8 @@ def main():
             wname, rname = "S3 PUT", "S3 GET"
         else:
             # The disk's best sequential write, through the page cache or past it.
-            writes = [limits.get(r) for r in ("disk write + fdatasync (MiB/s)",
-                                              "disk write, O_DIRECT + fdatasync (MiB/s)")]
-            write = max((w for w in writes if w), default=None)
+            write = best_of(limits, ("disk write + fdatasync (MiB/s)",
+                                     "disk write, O_DIRECT + fdatasync (MiB/s)"))
             read = limits.get("read, page cache (MiB/s)")
             wname, rname = "disk write", "page-cache read"
         for (st, row), data in rows.items():
@@ -211,7 +215,7 @@ def main():
                 # leaves the disk working beside the hash and can pass them,
                 # but never min(SHA-256, write).
                 serials = [(f"SHA-256 then {wname}, one core", write)]
-                here = max((w for w in map(limits.get, in_place_rows(storage, row)) if w), default=None)
+                here = best_of(limits, in_place_rows(storage, row))
                 if here:
                     serials.append((f"SHA-256 then {wname} in the push's place, one core", here))
                 out.append(f"| min(SHA-256, {wname}) | {fmt(min(sha, write))} MiB/s | {row} | {fmt(a)} | {a / min(sha, write):.2f} |")

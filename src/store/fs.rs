@@ -471,12 +471,13 @@ impl StageFile {
     }
 
     /// Write `block` at `pos`: its aligned part direct when that is possible,
-    /// the rest buffered, with writeback started.
-    fn write_at(&mut self, block: &[u8], pos: u64) -> io::Result<()> {
+    /// the rest buffered, with writeback started. (A [`Block`]'s bytes are
+    /// always page-aligned in memory; only the file offset needs checking.)
+    fn write_at(&mut self, block: &Block, pos: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
+        let block = block.bytes();
         let mut done = 0;
-        if pos.is_multiple_of(DIRECT_ALIGN as u64) && block.as_ptr().align_offset(DIRECT_ALIGN) == 0
-        {
+        if pos.is_multiple_of(DIRECT_ALIGN as u64) {
             let aligned = block.len() / DIRECT_ALIGN * DIRECT_ALIGN;
             if let (Some(direct), true) = (&self.direct, aligned > 0) {
                 match direct.write_all_at(&block[..aligned], pos) {
@@ -565,7 +566,7 @@ struct BatchWriter {
 }
 
 /// The file and the buffer of a finished write.
-type Written = (StageFile, Option<Block>);
+type Written = (StageFile, Block);
 
 const WRITE_BLOCK: usize = 1 << 20;
 
@@ -574,7 +575,7 @@ impl BatchWriter {
         BatchWriter {
             buf: Block::new(),
             pos,
-            write: Some(Box::pin(std::future::ready(Ok((file, None))))),
+            write: Some(Box::pin(std::future::ready(Ok((file, Block::new()))))),
         }
     }
 
@@ -595,16 +596,15 @@ impl BatchWriter {
 
     /// Wait for the write in flight, then start writing the buffer.
     async fn flush(&mut self) -> io::Result<()> {
-        let (mut file, free) = self.settle().await?;
-        let mut free = free.unwrap_or_else(Block::new);
+        let (mut file, mut free) = self.settle().await?;
         free.clear();
         let block = std::mem::replace(&mut self.buf, free);
         let pos = self.pos;
         self.pos += block.len() as u64;
         // Spawned now, not when awaited: the write runs while the next block fills.
         self.write = Some(Box::pin(blocking(move || {
-            file.write_at(block.bytes(), pos)?;
-            Ok((file, Some(block)))
+            file.write_at(&block, pos)?;
+            Ok((file, block))
         })));
         Ok(())
     }
@@ -857,7 +857,7 @@ mod tests {
         let mut block = Block::new();
         let data: Vec<u8> = (0..WRITE_BLOCK).map(|i| (i % 241) as u8).collect();
         assert_eq!(block.fill(&data), WRITE_BLOCK);
-        staged.write_at(block.bytes(), 0).unwrap();
+        staged.write_at(&block, 0).unwrap();
         assert!(staged.direct.is_none());
         assert!(std::fs::read(&path).unwrap() == data);
     }
